@@ -1,0 +1,75 @@
+"""Affine (fully connected) layer kernels: GEMM through BLAS, bias and bias
+gradient fused around it.  Kernels only: the layer logic (checks, dtypes,
+layouts, reshapes) lives in fastbp/layers.py.
+"""
+from cython cimport floating
+from ._blas cimport gemm
+
+# Columns of the bias gradient accumulated at once in a stack buffer.
+cdef enum:
+    DB_BLOCK = 256
+
+
+cdef void _affine_forward(const floating[:, :] x,      # IN  (N, D)
+                          const floating[:, :] W,      # IN  (D, M)
+                          const floating[::1] b,       # IN  (M,)
+                          floating[:, ::1] out) noexcept nogil:  # OUT (N, M)
+    cdef Py_ssize_t i, j
+    for i in range(out.shape[0]):           # bias first, then GEMM with beta = 1
+        for j in range(out.shape[1]):
+            out[i, j] = b[j]
+    gemm(<floating>1, x, W, <floating>1, out)
+
+
+cdef void _column_sums(const floating[:, ::1] dout,    # IN  (N, M)
+                       floating[::1] db,               # IN/OUT (M,)
+                       floating alpha, floating beta) noexcept nogil:
+    """db = alpha * dout.sum(axis=0) + beta * db, rows added in order."""
+    cdef floating acc[DB_BLOCK]
+    cdef Py_ssize_t i, j, j0, block, width
+    cdef Py_ssize_t n = dout.shape[0], m = dout.shape[1]
+    for block in range((m + DB_BLOCK - 1) // DB_BLOCK):
+        j0 = block * DB_BLOCK
+        width = min(DB_BLOCK, m - j0)
+        for j in range(width):
+            acc[j] = 0
+        for i in range(n):
+            for j in range(width):
+                acc[j] += dout[i, j0 + j]
+        if beta == 0:                        # db may hold garbage: don't read it
+            for j in range(width):
+                db[j0 + j] = alpha * acc[j]
+        else:
+            for j in range(width):
+                db[j0 + j] = alpha * acc[j] + beta * db[j0 + j]
+
+
+def affine_forward(const floating[:, :] x, const floating[:, :] W,
+                   const floating[::1] b, floating[:, ::1] out):
+    """out = x @ W + b.  x (N, D), W (D, M): C- or F-contiguous; b (M,);
+    out (N, M) C-contiguous, allocated by the caller.  One dtype throughout."""
+    with nogil:
+        _affine_forward(x, W, b, out)
+    return out.base
+
+
+def affine_backward(const floating[:, ::1] dout, const floating[:, :] xT,
+                    const floating[:, :] WT, floating[:, ::1] dx,
+                    floating[:, ::1] dW, floating[::1] db,
+                    double alpha=1.0, double beta=0.0, bint compute_dx=True):
+    """The three gradients of an affine layer in one call.
+
+    dout (N, M) C-contiguous; xT = x.T (D, N) and WT = W.T (M, D), C- or
+    F-contiguous.  Writes dx = dout @ W.T (N, D) when compute_dx, then
+    dW = alpha * x.T @ dout + beta * dW (D, M) and
+    db = alpha * dout.sum(0) + beta * db (M,).  With alpha = -lr, beta = 1
+    and dW, db the parameters themselves, this is a fused SGD step; dx is
+    computed first, from the weights before the update.
+    """
+    cdef floating a = <floating>alpha, bt = <floating>beta
+    cdef const floating[:, :] dout_strided = dout    # the view gemm takes
+    with nogil:
+        if compute_dx:
+            gemm(<floating>1, dout_strided, WT, <floating>0, dx)
+        gemm(a, xT, dout_strided, bt, dW)
+        _column_sums(dout, db, a, bt)

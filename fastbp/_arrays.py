@@ -1,0 +1,45 @@
+"""Dtype and layout decisions between the public API and the kernels."""
+import numpy as np
+
+from . import _backend
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def compute_dtype(*arrays):
+    """The floating dtype NumPy would compute ``arrays`` in (ints -> float64)."""
+    dtype = np.result_type(*arrays)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    return dtype
+
+
+def kernel_dtype(*arrays):
+    """float32 or float64 when a compiled kernel can compute ``arrays``,
+    else None (float16, longdouble, or no compiled core: use the reference)."""
+    if not _backend.COMPILED:
+        return None
+    dtype = compute_dtype(*arrays)
+    return dtype if dtype in _KERNEL_DTYPES else None
+
+
+def contiguous(a, dtype=None):
+    """``a`` cast to ``dtype`` and C- or F-contiguous; copies only if needed."""
+    if dtype is not None:
+        a = a.astype(dtype, copy=False)
+    if a.flags.c_contiguous or a.flags.f_contiguous:
+        return a
+    return np.ascontiguousarray(a)
+
+
+def like_layout(a, template):
+    """``a`` laid out in memory like the contiguous array ``template``, so
+    their flat (memory-order) views correspond element by element."""
+    if template.flags.c_contiguous:
+        return np.ascontiguousarray(a)
+    return np.asfortranarray(a)
+
+
+def flat(a):
+    """The 1-D memory-order view of a C- or F-contiguous array (no copy)."""
+    return a.ravel(order="K")

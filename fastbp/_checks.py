@@ -1,0 +1,122 @@
+"""Argument checks shared by the reference and the compiled layers.
+
+Every public entry point validates here, in Python, before any computation:
+one clear error naming the argument, what was expected and what came.  The
+compiled kernels never see an array these functions have not approved.
+"""
+import numbers
+
+import numpy as np
+
+# Largest dimension BLAS (32-bit integer interface) can be handed.
+BLAS_INT_MAX = 2**31 - 1
+
+
+def as_numeric_array(name, value):
+    """``value`` as an ndarray of a real numeric dtype (bool, int, uint, float).
+
+    Raises TypeError naming ``name`` and the dtype for object, string,
+    complex, datetime and other non-real dtypes.  Never copies an ndarray.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name}: expected a real numeric array, got "
+                        f"{type(value).__name__} that NumPy cannot convert ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real numeric dtype (bool, integer or "
+                        f"floating), got dtype {arr.dtype}")
+    return arr
+
+
+def check_same_shape(name, arr, expected_shape):
+    """ValueError unless ``arr.shape == expected_shape``."""
+    if arr.shape != tuple(expected_shape):
+        raise ValueError(f"{name}: expected shape {tuple(expected_shape)}, got {arr.shape}")
+
+
+def check_called_forward(layer, attribute):
+    """RuntimeError when ``backward`` comes before any ``forward``."""
+    if getattr(layer, attribute) is None:
+        raise RuntimeError(f"{type(layer).__name__}.backward called before forward: "
+                           "call forward first, it stores what backward needs")
+
+
+def check_blas_size(**dims):
+    """ValueError if any dimension exceeds what a 32-bit BLAS index can hold."""
+    for name, size in dims.items():
+        if size > BLAS_INT_MAX:
+            raise ValueError(f"{name}: {size} exceeds the largest size BLAS can "
+                             f"index ({BLAS_INT_MAX})")
+
+
+def check_affine_params(W, b):
+    """Return (W, b) as arrays after checking W is (D, M) and b is (M,)."""
+    W = as_numeric_array("W", W)
+    b = as_numeric_array("b", b)
+    if W.ndim != 2:
+        raise ValueError(f"W: expected a 2-D weight matrix (D, M), got shape {W.shape}")
+    if b.shape != (W.shape[1],):
+        raise ValueError(f"b: expected shape ({W.shape[1]},) to match W of shape "
+                         f"{W.shape}, got {b.shape}")
+    return W, b
+
+
+def affine_input_2d(x, W):
+    """x (N, D) or (N, d1, d2, ...) with d1*d2*... = D, as an (N, D) view."""
+    x = as_numeric_array("x", x)
+    if x.ndim < 2:
+        raise ValueError(f"x: expected a batch of shape (N, {W.shape[0]}) or (N, d1, d2, ...), "
+                         f"got shape {x.shape}; a single sample is x.reshape(1, -1)")
+    n_features = int(np.prod(x.shape[1:], dtype=np.int64))
+    if n_features != W.shape[0]:
+        raise ValueError(f"x: expected {W.shape[0]} features per sample to match "
+                         f"W of shape {W.shape}, got {n_features} (x of shape {x.shape})")
+    return x.reshape(x.shape[0], n_features)
+
+
+def softmax_inputs(x, t):
+    """Check logits and labels of SoftmaxWithLoss.
+
+    Returns ``(x2d, t_checked, one_hot)``: x as (N, C); t as int64 indices (N,)
+    in [0, C) when ``one_hot`` is False, or as an (N, C) array when True.
+    A single sample (x of shape (C,), t a scalar or (C,)) is a batch of 1.
+    """
+    x = as_numeric_array("x", x)
+    t = as_numeric_array("t", t)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+        t = t.reshape(1, -1) if t.ndim == 1 and t.shape[0] == x.shape[1] and x.shape[1] != 1 \
+            else t.reshape(1)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected logits of shape (N, C) or (C,), got shape {x.shape}")
+    n, c = x.shape
+    if n == 0:
+        raise ValueError("x: expected at least one sample, got an empty batch of shape "
+                         f"{x.shape} (the mean loss over no samples is undefined)")
+    if c == 0:
+        raise ValueError(f"x: expected at least one class, got shape {x.shape}")
+    if t.ndim == 2 and t.shape == (n, c):
+        return x, t, True
+    if t.ndim != 1:
+        raise ValueError(f"t: expected integer labels of shape ({n},) or one-hot labels of "
+                         f"shape ({n}, {c}), got shape {t.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"t: expected integer class labels of shape ({n},), got dtype "
+                        f"{t.dtype}; one-hot labels must have shape ({n}, {c})")
+    if t.shape[0] != n:
+        raise ValueError(f"t: expected {n} labels to match x of shape {x.shape}, "
+                         f"got {t.shape[0]}")
+    low, high = (int(t.min()), int(t.max()))
+    if low < 0 or high >= c:
+        bad = low if low < 0 else high
+        raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
+    return x, t.astype(np.int64, copy=False), False
+
+
+def check_positive_number(name, value):
+    """A real, finite, non-negative hyperparameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
+    return float(value)

@@ -1,0 +1,44 @@
+"""``fastbp.show_config()``: what this installation runs on."""
+import sys
+
+import numpy as np
+
+from . import _backend
+
+
+def _blas_description():
+    """The BLAS library scipy's cython_blas (the one fastbp calls) links to."""
+    try:
+        import scipy
+        config = scipy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (through scipy {scipy.__version__})".strip()
+    except Exception as exc:  # old scipy without mode="dicts"
+        return f"unknown ({type(exc).__name__})"
+
+
+def config_dict():
+    """The facts ``show_config`` prints, as a dict."""
+    from . import __version__
+    info = {
+        "fastbp": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "compiled core": "loaded" if _backend.COMPILED else f"NOT loaded: {_backend.REASON}",
+        "blas": _blas_description(),
+        "openmp": "no",
+        "simd": "none (pure NumPy)",
+        "threads": _backend.get_num_threads(),
+    }
+    if _backend.COMPILED:
+        ew = _backend.elementwise
+        info["openmp"] = "yes" if ew.openmp_enabled() else "no (serial build)"
+        info["simd"] = ew.simd_level()
+        info["compiled modules"] = ", ".join(m.__file__ for m in (_backend.affine, ew))
+    return info
+
+
+def show_config(file=None):
+    """Print version, compiled core, BLAS, OpenMP, SIMD level and threads."""
+    for key, value in config_dict().items():
+        print(f"{key:>16}: {value}", file=file or sys.stdout)

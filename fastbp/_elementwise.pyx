@@ -1,0 +1,194 @@
+"""Elementwise kernels: ReLU, sigmoid, fused softmax + cross-entropy.
+
+Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows,
+with outputs allocated by the caller, and calls the vectorised C loops of
+src/fb_simd.h with the GIL released.  Large arrays are split into one chunk
+per OpenMP thread with prange; below PARALLEL_MIN_ELEMENTS one thread runs,
+since starting a team costs more than it saves.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, int64_t
+
+from ._simd cimport *
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FB_OPENMP 1
+    static int fb_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FB_OPENMP 0
+    static int fb_max_threads(void) { return 1; }
+    #endif
+    """
+    bint FB_OPENMP
+    int fb_max_threads() nogil
+
+# Smallest array split across threads (measured by `fastbp bench --threads`:
+# below ~100k elements a second thread's start-up outweighs its half).
+PARALLEL_MIN_ELEMENTS = 1 << 17
+cdef Py_ssize_t _parallel_min = PARALLEL_MIN_ELEMENTS
+cdef int _n_threads = 0      # 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
+
+
+def openmp_enabled():
+    """True when this module was compiled with OpenMP."""
+    return bool(FB_OPENMP)
+
+
+def simd_level():
+    """The SIMD path the elementwise loops run on this CPU."""
+    return fb_simd_level().decode()
+
+
+def set_num_threads(int n):
+    """Threads for the elementwise kernels; 0 restores the OpenMP default."""
+    global _n_threads
+    _n_threads = n
+
+
+def get_num_threads():
+    """Threads the elementwise kernels use for large arrays."""
+    return _n_threads if _n_threads > 0 else fb_max_threads()
+
+
+def set_parallel_threshold(Py_ssize_t n):
+    """Smallest array size split across threads (for benchmarks and tests)."""
+    global _parallel_min
+    _parallel_min = n
+
+
+cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
+    """How many threads to use for n elements."""
+    cdef int threads
+    if not FB_OPENMP or n < _parallel_min:
+        return 1
+    threads = _n_threads if _n_threads > 0 else fb_max_threads()
+    return threads if threads > 1 else 1
+
+
+cdef inline void _chunk_bounds(Py_ssize_t n, int chunk, int n_chunks,
+                               Py_ssize_t *start, Py_ssize_t *length) noexcept nogil:
+    """[start, start + length) of chunk `chunk` when n is split n_chunks ways."""
+    cdef Py_ssize_t per = (n + n_chunks - 1) // n_chunks
+    start[0] = min(chunk * per, n)
+    length[0] = min(per, n - start[0])
+
+
+def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
+    """out = where(x <= 0, 0, x); mask = (x <= 0).  All of length n."""
+    cdef Py_ssize_t n = x.shape[0], start, length
+    cdef int chunk, n_chunks = _chunks(n)
+    if n == 0:
+        return
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+            _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if floating is float:
+                fb_relu_forward_f(&x[start], &out[start], &mask[start], length)
+            else:
+                fb_relu_forward_d(&x[start], &out[start], &mask[start], length)
+
+
+def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx):
+    """dx = where(mask, 0, dout).  All of length n."""
+    cdef Py_ssize_t n = dout.shape[0], start, length
+    cdef int chunk, n_chunks = _chunks(n)
+    if n == 0:
+        return
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+            _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if floating is float:
+                fb_relu_backward_f(&dout[start], &mask[start], &dx[start], length)
+            else:
+                fb_relu_backward_d(&dout[start], &mask[start], &dx[start], length)
+
+
+def sigmoid_forward(const floating[::1] x, floating[::1] out):
+    """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
+    cdef Py_ssize_t n = x.shape[0], start, length
+    cdef int chunk, n_chunks = _chunks(n)
+    if n == 0:
+        return
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+            _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if floating is float:
+                fb_sigmoid_forward_f(&x[start], &out[start], length)
+            else:
+                fb_sigmoid_forward_d(&x[start], &out[start], length)
+
+
+def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating[::1] dx):
+    """dx = dout * (1 - out) * out.  All of length n."""
+    cdef Py_ssize_t n = dout.shape[0], start, length
+    cdef int chunk, n_chunks = _chunks(n)
+    if n == 0:
+        return
+    with nogil:
+        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+            _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if floating is float:
+                fb_sigmoid_backward_f(&dout[start], &out[start], &dx[start], length)
+            else:
+                fb_sigmoid_backward_d(&dout[start], &out[start], &dx[start], length)
+
+
+def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
+                        floating[:, ::1] y, floating[::1] loss):
+    """Softmax of each row of x (N, C) into y and its cross-entropy against
+    class indices labels (N,) in [0, C) into loss (N,); returns loss.sum()."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1]
+    cdef double total
+    if n == 0:
+        return 0.0
+    with nogil:
+        if floating is float:
+            total = fb_softmax_xent_labels_f(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
+        else:
+            total = fb_softmax_xent_labels_d(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
+    return total
+
+
+def softmax_xent_onehot(const floating[:, ::1] x, const floating[:, ::1] t,
+                        floating[:, ::1] y, floating[::1] loss):
+    """As softmax_xent_labels with target weights t (N, C), one-hot or soft."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1]
+    cdef double total
+    if n == 0:
+        return 0.0
+    with nogil:
+        if floating is float:
+            total = fb_softmax_xent_onehot_f(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
+        else:
+            total = fb_softmax_xent_onehot_d(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
+    return total
+
+
+def softmax_xent_backward_labels(const floating[:, ::1] y, const int64_t[::1] labels,
+                                 floating[:, ::1] dx, double scale):
+    """dx = (y - onehot(labels)) * scale; y, dx (N, C), labels (N,)."""
+    cdef Py_ssize_t n = y.shape[0], c = y.shape[1]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fb_softmax_xent_backward_labels_f(&y[0, 0], &labels[0], &dx[0, 0], <float>scale, n, c)
+        else:
+            fb_softmax_xent_backward_labels_d(&y[0, 0], &labels[0], &dx[0, 0], scale, n, c)
+
+
+def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
+                                 floating[::1] dx, double scale):
+    """dx = (y - t) * scale over flat arrays of length N * C."""
+    cdef Py_ssize_t n = y.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fb_softmax_xent_backward_onehot_f(&y[0], &t[0], &dx[0], <float>scale, n)
+        else:
+            fb_softmax_xent_backward_onehot_d(&y[0], &t[0], &dx[0], scale, n)

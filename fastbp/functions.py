@@ -1,0 +1,59 @@
+"""Activation and loss functions with compiled kernels where they pay.
+
+Same names and signatures as ``fastbp.reference.functions``; dtypes the
+kernels don't cover go through the reference.
+"""
+import numpy as np
+
+from . import _backend, _checks
+from ._arrays import contiguous, flat, kernel_dtype
+from .reference import functions as _reference
+from .reference.functions import (cross_entropy_error, labels_to_indices, relu, relu_grad,
+                                  sigmoid_grad)
+
+__all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
+           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices"]
+
+
+def sigmoid(x):
+    x = _checks.as_numeric_array("x", x)
+    dtype = kernel_dtype(x)
+    if dtype is None:
+        return _reference.sigmoid(x)
+    x = contiguous(x, dtype)
+    out = np.empty_like(x)
+    _backend.elementwise.sigmoid_forward(flat(x), flat(out))
+    return out
+
+
+def softmax(x):
+    x = _checks.as_numeric_array("x", x)
+    dtype = kernel_dtype(x)
+    if dtype is None or x.ndim not in (1, 2) or x.size == 0:
+        return _reference.softmax(x)
+    x2d = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=dtype)
+    y = np.empty_like(x2d)
+    # The fused kernel also computes a loss; against label 0 it is cheap and unused.
+    labels = np.zeros(x2d.shape[0], dtype=np.int64)
+    _backend.elementwise.softmax_xent_labels(x2d, labels, y, np.empty(x2d.shape[0], dtype))
+    return y.reshape(x.shape)
+
+
+def softmax_cross_entropy(x, t):
+    x, t, one_hot = _checks.softmax_inputs(x, t)
+    dtype = kernel_dtype(x)
+    if dtype is None:
+        return _reference.softmax_cross_entropy(x, t)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    y = np.empty_like(x)
+    loss = np.empty(x.shape[0], dtype=dtype)
+    if one_hot:
+        _backend.elementwise.softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
+    else:
+        _backend.elementwise.softmax_xent_labels(x, t, y, loss)
+    return y, loss
+
+
+for _fast in (sigmoid, softmax, softmax_cross_entropy):
+    _fast.__doc__ = getattr(_reference, _fast.__name__).__doc__
+del _fast

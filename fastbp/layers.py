@@ -1,0 +1,160 @@
+"""The book's chapter-5 layers with compiled kernels: a drop-in for
+``common.layers``.
+
+Each class subclasses its twin in ``fastbp.reference.layers`` and overrides
+``forward``/``backward``: validate in Python, pick the dtype and memory
+layout, call one kernel.  Dtypes the kernels don't cover (float16,
+longdouble, integers where NumPy keeps them integer) and a build without the
+compiled core go through the reference implementation, with identical
+results.  float32 stays float32; mixed inputs follow NumPy's result dtype.
+"""
+import numpy as np
+
+from . import _backend, _checks
+from ._arrays import contiguous, flat, kernel_dtype, like_layout
+from .reference import layers as _reference
+from .reference.layers import AddLayer, MulLayer
+
+__all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+
+
+class Relu(_reference.Relu):
+    __doc__ = _reference.Relu.__doc__
+
+    def forward(self, x):
+        x = _checks.as_numeric_array("x", x)
+        if x.dtype not in (np.float32, np.float64) or kernel_dtype(x) is None:
+            return super().forward(x)      # integers stay integers, as in the book
+        x = contiguous(x)
+        out = np.empty_like(x)
+        mask = np.empty_like(x, dtype=bool)
+        _backend.elementwise.relu_forward(flat(x), flat(out), flat(mask).view(np.uint8))
+        self.mask = mask
+        return out
+
+    def backward(self, dout):
+        _checks.check_called_forward(self, "mask")
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, self.mask.shape)
+        if dout.dtype not in (np.float32, np.float64) or kernel_dtype(dout) is None:
+            return super().backward(dout)
+        mask = contiguous(self.mask)
+        dout = like_layout(dout, mask)
+        dx = np.empty_like(dout)
+        _backend.elementwise.relu_backward(flat(dout), flat(mask).view(np.uint8), flat(dx))
+        return dx
+
+
+ReLU = Relu
+
+
+class Sigmoid(_reference.Sigmoid):
+    __doc__ = _reference.Sigmoid.__doc__
+
+    def forward(self, x):
+        x = _checks.as_numeric_array("x", x)
+        dtype = kernel_dtype(x)
+        if dtype is None:
+            return super().forward(x)
+        x = contiguous(x, dtype)
+        out = np.empty_like(x)
+        _backend.elementwise.sigmoid_forward(flat(x), flat(out))
+        self.out = out
+        return out
+
+    def backward(self, dout):
+        _checks.check_called_forward(self, "out")
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, self.out.shape)
+        dtype = kernel_dtype(dout, self.out)
+        if dtype is None:
+            return super().backward(dout)
+        out = contiguous(self.out, dtype)
+        dout = like_layout(dout.astype(dtype, copy=False), out)
+        dx = np.empty_like(dout)
+        _backend.elementwise.sigmoid_backward(flat(dout), flat(out), flat(dx))
+        return dx
+
+
+class Affine(_reference.Affine):
+    __doc__ = _reference.Affine.__doc__
+
+    def __init__(self, W, b):
+        super().__init__(W, b)
+        self._x_kernel = None   # x as the kernel read it (cast/contiguous), for backward
+
+    def forward(self, x):
+        W, b = _checks.check_affine_params(self.W, self.b)
+        x2d = _checks.affine_input_2d(x, W)
+        dtype = kernel_dtype(x2d, W, b)
+        if dtype is None:
+            self._x_kernel = None
+            return super().forward(x)
+        n, d = x2d.shape
+        _checks.check_blas_size(N=n, D=d, M=W.shape[1])
+        x_kernel = contiguous(x2d, dtype)
+        out = np.empty((n, W.shape[1]), dtype=dtype)
+        _backend.affine.affine_forward(x_kernel, contiguous(W, dtype),
+                                       np.ascontiguousarray(b, dtype=dtype), out)
+        self.original_x_shape = np.shape(x)
+        self.x = x2d
+        self._x_kernel = x_kernel
+        return out
+
+    def backward(self, dout):
+        _checks.check_called_forward(self, "x")
+        W, _ = _checks.check_affine_params(self.W, self.b)
+        dout = _checks.as_numeric_array("dout", dout)
+        n, d = self.x.shape
+        _checks.check_same_shape("dout", dout, (n, W.shape[1]))
+        dtype = kernel_dtype(self.x, W, dout)
+        if dtype is None or dout.dtype != dtype or self._x_kernel is None:
+            return super().backward(dout)   # NumPy's per-product dtypes
+        x_kernel = contiguous(self._x_kernel, dtype)
+        dx = np.empty((n, d), dtype=dtype)
+        dW = np.empty(W.shape, dtype=dtype)
+        db = np.empty(W.shape[1], dtype=dtype)
+        _backend.affine.affine_backward(np.ascontiguousarray(dout), x_kernel.T,
+                                        contiguous(W, dtype).T, dx, dW, db)
+        self.dW = dW
+        self.db = db
+        return dx.reshape(self.original_x_shape)
+
+
+class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
+    __doc__ = _reference.SoftmaxWithLoss.__doc__
+
+    def forward(self, x, t):
+        x2d, labels, one_hot = _checks.softmax_inputs(x, t)
+        dtype = kernel_dtype(x2d)
+        if dtype is None:
+            return super().forward(x, t)
+        x2d = np.ascontiguousarray(x2d, dtype=dtype)
+        y = np.empty_like(x2d)
+        per_sample = np.empty(x2d.shape[0], dtype=dtype)
+        if one_hot:
+            labels = np.ascontiguousarray(labels, dtype=dtype)
+            total = _backend.elementwise.softmax_xent_onehot(x2d, labels, y, per_sample)
+        else:
+            total = _backend.elementwise.softmax_xent_labels(x2d, labels, y, per_sample)
+        self._x_shape = np.shape(x)
+        self.t = t
+        self._labels = labels
+        self.y = y.reshape(self._x_shape)
+        self.loss = total / x2d.shape[0]
+        return self.loss
+
+    def backward(self, dout=1):
+        _checks.check_called_forward(self, "y")
+        y = self.y.reshape(-1, self.y.shape[-1])
+        if np.ndim(dout) != 0 or kernel_dtype(y) is None or y.dtype != self._labels.dtype \
+                and self._labels.ndim == 2:
+            return super().backward(dout)
+        dx = np.empty_like(y)
+        scale = float(dout) / y.shape[0]
+        if self._labels.ndim == 2:
+            _backend.elementwise.softmax_xent_backward_onehot(flat(y), flat(self._labels),
+                                                              flat(dx), scale)
+        else:
+            _backend.elementwise.softmax_xent_backward_labels(y, self._labels, dx, scale)
+        return dx.reshape(self._x_shape)

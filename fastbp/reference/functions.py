@@ -1,0 +1,120 @@
+"""Activation and loss functions of chapters 3-5, in plain NumPy.
+
+These are the book's formulas with two numerical fixes: ``sigmoid`` never
+overflows (it only ever exponentiates non-positive numbers) and ``softmax``
+subtracts the row maximum.  ``softmax_cross_entropy`` computes the loss from
+log-softmax (log-sum-exp), which is what the ``SoftmaxWithLoss`` layer uses.
+
+Every function keeps the floating dtype of its input: float32 in, float32 out.
+"""
+import numpy as np
+
+from .. import _checks
+
+__all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
+           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices"]
+
+
+def _as_float_array(x):
+    """``x`` as an ndarray with a floating dtype (integers become float64)."""
+    x = np.asarray(x)
+    if x.dtype.kind in "biu":
+        return x.astype(np.float64)
+    return x
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) elementwise, without overflow.
+
+    For x >= 0 it is 1 / (1 + exp(-x)); for x < 0 it is exp(x) / (1 + exp(x)).
+    Both only exponentiate -|x| <= 0, so nothing overflows; NaN stays NaN,
+    +inf gives 1 and -inf gives 0.
+    """
+    x = _as_float_array(x)
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
+
+
+def sigmoid_grad(x):
+    """Derivative of ``sigmoid`` at x: s * (1 - s)."""
+    s = sigmoid(x)
+    return (1.0 - s) * s
+
+
+def relu(x):
+    """max(x, 0) elementwise (NaN stays NaN, as in ``np.maximum``)."""
+    return np.maximum(x, 0)
+
+
+def relu_grad(x):
+    """1 where x > 0, else 0 (the gradient at exactly 0 is 0)."""
+    x = np.asarray(x)
+    return (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+def softmax(x):
+    """Softmax over the last axis, shifted by the row maximum.
+
+    x: (C,) or (N, C) floating array; returns the same shape and dtype.
+    """
+    x = _as_float_array(x)
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def labels_to_indices(t, n_classes):
+    """Class indices (N,) int64 from integer labels (N,) or one-hot (N, C)."""
+    t = np.asarray(t)
+    if t.ndim == 2 and t.shape[1] == n_classes:
+        return t.argmax(axis=1)
+    return t.astype(np.int64, copy=False)
+
+
+def cross_entropy_error(y, t):
+    """The book's cross-entropy of probabilities ``y`` against labels ``t``.
+
+    y: (C,) or (N, C) probabilities; t: integer labels (N,) or one-hot (N, C).
+    Returns the mean over the batch of -log(y[t] + 1e-7), exactly as the
+    book defines it (use ``softmax_cross_entropy`` on logits for a loss that
+    stays exact for confident predictions).
+    """
+    y = _as_float_array(y)
+    t = np.asarray(t)
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+def softmax_cross_entropy(x, t):
+    """Probabilities and per-sample loss from logits, via log-sum-exp.
+
+    x: (N, C) logits; t: integer labels (N,) or one-hot/soft targets (N, C).
+    Returns ``(y, loss)`` with y = softmax(x) (N, C) and loss (N,) =
+    logsumexp(x) - x[t] (or sum_j t_j * (logsumexp(x) - x_j) for one-hot).
+    Terms whose target weight is 0 are skipped, so a -inf logit on a
+    non-target class costs nothing instead of producing NaN.
+    Labels are checked: ValueError for shapes or values that don't fit x.
+    """
+    x, t, _ = _checks.softmax_inputs(x, t)
+    x = _as_float_array(x)
+    row_max = np.max(x, axis=1, keepdims=True)
+    shifted = x - row_max
+    e = np.exp(shifted)
+    sum_e = np.sum(e, axis=1, keepdims=True)
+    y = e / sum_e
+    log_sum = np.log(sum_e)
+    t = np.asarray(t)
+    if t.ndim == 2:
+        neg_log_p = log_sum - shifted
+        with np.errstate(invalid="ignore"):   # 0 * inf where t == 0: dropped below
+            weighted = np.where(t != 0, t * neg_log_p, 0)
+        loss = np.sum(weighted, axis=1)
+    else:
+        rows = np.arange(x.shape[0])
+        loss = log_sum[:, 0] - shifted[rows, t]
+    return y, loss.astype(x.dtype, copy=False)
