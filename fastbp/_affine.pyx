@@ -56,20 +56,22 @@ def affine_forward(const floating[:, :] x, const floating[:, :] W,
 def affine_backward(const floating[:, ::1] dout, const floating[:, :] xT,
                     const floating[:, :] WT, floating[:, ::1] dx,
                     floating[:, ::1] dW, floating[::1] db,
-                    double alpha=1.0, double beta=0.0, bint compute_dx=True):
+                    double alpha=1.0, double beta=0.0, bint compute_dx=True,
+                    double bias_beta=0.0):
     """The three gradients of an affine layer in one call.
 
     dout (N, M) C-contiguous; xT = x.T (D, N) and WT = W.T (M, D), C- or
     F-contiguous.  Writes dx = dout @ W.T (N, D) when compute_dx, then
     dW = alpha * x.T @ dout + beta * dW (D, M) and
-    db = alpha * dout.sum(0) + beta * db (M,).  With alpha = -lr, beta = 1
-    and dW, db the parameters themselves, this is a fused SGD step; dx is
+    db = alpha * dout.sum(0) + bias_beta * db (M,).  With alpha = -lr,
+    beta = bias_beta = 1 and dW, db the parameters themselves, this is a
+    fused SGD step (beta = 1 - lr * lambda adds L2 weight decay); dx is
     computed first, from the weights before the update.
     """
-    cdef floating a = <floating>alpha, bt = <floating>beta
+    cdef floating a = <floating>alpha, bt = <floating>beta, bias_bt = <floating>bias_beta
     cdef const floating[:, :] dout_strided = dout    # the view gemm takes
     with nogil:
         if compute_dx:
             gemm(<floating>1, dout_strided, WT, <floating>0, dx)
         gemm(a, xT, dout_strided, bt, dW)
-        _column_sums(dout, db, a, bt)
+        _column_sums(dout, db, a, bias_bt)

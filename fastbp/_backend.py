@@ -10,7 +10,7 @@ import warnings
 
 REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
-affine = elementwise = None
+affine = elementwise = optim = None
 COMPILED = False
 REASON = ""
 
@@ -18,7 +18,7 @@ if REQUESTED_PURE:
     REASON = "FASTBP_PURE is set"
 else:
     try:
-        from . import _affine as affine, _elementwise as elementwise
+        from . import _affine as affine, _elementwise as elementwise, _optim as optim
         COMPILED = True
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"

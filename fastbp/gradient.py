@@ -1,0 +1,131 @@
+"""Numerical gradients and gradient checking (the book's section 5.7.3).
+
+``numerical_gradient(f, x, h=1e-4)`` is the book's central difference over
+every entry of ``x`` (re-exported from ``fastbp.reference.gradient``).
+``numerical_gradient_at(f, x, indices)`` does the same for selected entries
+only, and ``gradient_check(net, x, t)`` compares a network's backprop
+``gradient`` with central differences, sampling the entries of large
+parameters so that checking an MNIST-sized network takes seconds.
+"""
+import numbers
+
+import numpy as np
+
+from .reference.gradient import numerical_gradient
+
+__all__ = ["numerical_gradient", "numerical_gradient_at", "gradient_check",
+           "DEFAULT_MAX_ENTRIES"]
+
+#: entries checked per parameter by ``gradient_check`` when max_entries is None
+DEFAULT_MAX_ENTRIES = 1000
+
+_TINY = np.finfo(np.float64).tiny
+
+
+def _check_float_array(name, x):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a floating numpy array, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}; "
+                        "convert with x.astype(np.float64)")
+
+
+def numerical_gradient_at(f, x, indices, h=1e-4):
+    """Central-difference derivatives of ``f`` w.r.t. selected entries of ``x``.
+
+    f: called as ``f(x)``, returns a scalar.  x: floating ndarray (any shape),
+    changed in place during the call and restored exactly (also on error).
+    indices: flat (C-order) indices into x, array-like of ints in [0, x.size).
+    Returns a float64 array of len(indices): (f(x + h e_i) - f(x - h e_i))
+    divided by the distance between the two perturbed values as stored in
+    x's dtype (2h up to rounding; this keeps float32 parameters honest).
+    """
+    _check_float_array("x", x)
+    idx = np.asarray(indices)
+    if idx.size and idx.dtype.kind not in "iu":
+        raise TypeError(f"indices: expected integer flat indices, got dtype {idx.dtype}")
+    idx = idx.astype(np.intp).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= x.size):
+        bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+        raise ValueError(f"indices: expected flat indices in [0, {x.size - 1}] for x of "
+                         f"shape {x.shape}, got {bad}")
+    h = float(h)
+    if not np.isfinite(h) or h <= 0:
+        raise ValueError(f"h: expected a finite positive step, got {h!r}")
+    out = np.empty(idx.size, dtype=np.float64)
+    for j, flat in enumerate(idx):
+        pos = np.unravel_index(flat, x.shape)
+        original = x[pos].copy()
+        try:
+            x[pos] = original + h
+            plus = float(x[pos])
+            f_plus = float(f(x))
+            x[pos] = original - h
+            minus = float(x[pos])
+            f_minus = float(f(x))
+        finally:
+            x[pos] = original
+        step = plus - minus
+        if step == 0:
+            raise ValueError(f"h: the step {h} vanishes at x[{pos}] = {float(original)!r} "
+                             f"in {x.dtype}; use a larger h")
+        out[j] = (f_plus - f_minus) / step
+    return out
+
+
+def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
+    """Compare ``net.gradient(x, t)`` (backprop) with central differences.
+
+    net: any network with ``params`` (dict of floating ndarrays), ``loss(x, t)``
+    and ``gradient(x, t)`` (e.g. ``TwoLayerNet``, ``MultiLayerNet``).
+    x, t: a (small) batch, as accepted by ``net.loss``.
+    max_entries: entries checked per parameter (default ``DEFAULT_MAX_ENTRIES``
+    = 1000); a larger parameter is checked on a random subset of that many
+    entries drawn with ``np.random.default_rng(seed)``.  Pass
+    ``max_entries=param.size`` (or more) to check everything.
+
+    Returns ``{param_name: {'mean_abs_diff': float, 'max_rel_error': float,
+    'checked': int}}`` with, over the checked entries, the mean of |a - b| and
+    the max of |a - b| / max(|a| + |b|, tiny), a = backprop, b = numerical,
+    both in float64.  For a correct float64 net expect mean_abs_diff below
+    ~1e-8 and max_rel_error below ~1e-5 (ReLU kinks closer than h to an
+    input can cause isolated larger errors).  A float32 net gives errors
+    limited by float32 precision of the loss (~1e-3 relative).
+    The parameters are restored exactly.
+    """
+    if max_entries is None:
+        limit = DEFAULT_MAX_ENTRIES
+    else:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, numbers.Integral) \
+                or max_entries < 1:
+            raise ValueError(f"max_entries: expected a positive integer or None, "
+                             f"got {max_entries!r}")
+        limit = int(max_entries)
+    params = net.params
+    analytic = net.gradient(x, t)
+    if set(analytic) != set(params):
+        raise ValueError(f"net.gradient: expected the keys of net.params {list(params)}, "
+                         f"got {list(analytic)}")
+    rng = np.random.default_rng(seed)
+    f = lambda _: net.loss(x, t)  # noqa: E731
+    report = {}
+    for key, param in params.items():
+        _check_float_array(f"params[{key!r}]", param)
+        a = np.asarray(analytic[key], dtype=np.float64)
+        if a.shape != param.shape:
+            raise ValueError(f"net.gradient[{key!r}]: expected shape {param.shape}, "
+                             f"got {a.shape}")
+        if param.size > limit:
+            idx = np.sort(rng.choice(param.size, size=limit, replace=False))
+        else:
+            idx = np.arange(param.size)
+        num = numerical_gradient_at(f, param, idx, h=h)
+        a_sel = a.reshape(-1)[idx]
+        diff = np.abs(a_sel - num)
+        rel = diff / np.maximum(np.abs(a_sel) + np.abs(num), _TINY)
+        report[key] = {
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+            "max_rel_error": float(rel.max()) if rel.size else 0.0,
+            "checked": int(idx.size),
+        }
+    return report
