@@ -18,7 +18,9 @@ if REQUESTED_PURE:
     REASON = "FASTBP_PURE is set"
 else:
     try:
-        from . import _affine as affine, _elementwise as elementwise, _optim as optim
+        import importlib
+        affine, elementwise, optim = (importlib.import_module(f"{__package__}.{name}")
+                                      for name in ("_affine", "_elementwise", "_optim"))
         COMPILED = True
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"

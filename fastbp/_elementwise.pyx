@@ -192,3 +192,13 @@ def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
             fb_softmax_xent_backward_onehot_f(&y[0], &t[0], &dx[0], <float>scale, n)
         else:
             fb_softmax_xent_backward_onehot_d(&y[0], &t[0], &dx[0], scale, n)
+
+
+def first_label_out_of_range(const int64_t[::1] labels, int64_t n_classes):
+    """Index of the first label outside [0, n_classes), or -1 if all fit.
+    (Validation for the fused training step, cheaper than two reductions.)"""
+    cdef Py_ssize_t i
+    for i in range(labels.shape[0]):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            return i
+    return -1

@@ -71,10 +71,13 @@ class _FastTrainStep:
             raise TypeError(f"optimizer: expected an object with an update(params, grads) "
                             f"method, got {type(optimizer).__name__}")
         W1 = self.params["W1"]
-        x2d = _checks.affine_input_2d(x, W1)
+        if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == W1.shape[0] \
+                and x.dtype.kind in "biuf":
+            x2d = x                                  # the common case, checked cheaply
+        else:
+            x2d = _checks.affine_input_2d(x, W1)
         n = x2d.shape[0]
-        _checks.softmax_inputs(np.broadcast_to(np.zeros((), self.dtype),
-                                               (n, self._sizes[-1])), t)
+        t = self._checked_labels(t, n)
         if not self._fast_path_ok(x2d):
             return super().train_step(x, t, optimizer)
         _checks.check_blas_size(N=n, **{f"size{i}": s for i, s in enumerate(self._sizes)})
@@ -84,10 +87,23 @@ class _FastTrainStep:
         else:
             np.copyto(ws.x, x2d, casting="unsafe")   # uint8/float32 images -> net dtype
             x_in = ws.x
-        t = np.asarray(t)
         loss = self._forward_loss(ws, x_in, t) + self._weight_decay_loss()
         self._backward_update(ws, x_in, t, optimizer)
         return loss
+
+    def _checked_labels(self, t, n):
+        """Labels as int64 (N,) or one-hot (N, C); the same errors as SoftmaxWithLoss."""
+        n_classes = self._sizes[-1]
+        if isinstance(t, np.ndarray) and t.ndim == 1 and t.dtype.kind in "iu" \
+                and t.shape[0] == n and n > 0 and _backend.COMPILED:
+            labels = t.astype(np.int64, copy=False)
+            if not labels.flags.c_contiguous:
+                labels = np.ascontiguousarray(labels)
+            if _backend.elementwise.first_label_out_of_range(labels, n_classes) < 0:
+                return labels
+        logits_shape = np.broadcast_to(np.zeros((), self.dtype), (n, n_classes))
+        _, checked, one_hot = _checks.softmax_inputs(logits_shape, t)   # raises if bad
+        return checked if not one_hot else np.asarray(checked)
 
     def _forward_loss(self, ws, x_in, t):
         affine, elementwise = _backend.affine, _backend.elementwise
@@ -110,7 +126,7 @@ class _FastTrainStep:
             elementwise.softmax_xent_backward_onehot(ws.y.reshape(-1), t_kernel.reshape(-1),
                                                      ws.dz[-1].reshape(-1), 1.0 / len(t))
         else:
-            labels = t.astype(np.int64, copy=False)
+            labels = t
             total = elementwise.softmax_xent_labels(logits, labels, ws.y, ws.per_sample_loss)
             elementwise.softmax_xent_backward_labels(ws.y, labels, ws.dz[-1], 1.0 / len(t))
         return total / len(t)
