@@ -14,10 +14,14 @@ def compute_dtype(*arrays):
     return dtype
 
 
-def kernel_dtype(*arrays):
+def kernel_dtype(*arrays, integers_become_float=True):
     """float32 or float64 when a compiled kernel can compute ``arrays``,
-    else None (float16, longdouble, or no compiled core: use the reference)."""
+    else None (float16, longdouble, or no compiled core: use the reference).
+    With ``integers_become_float=False`` all-integer inputs give None too
+    (NumPy keeps x @ W integer; so does the reference)."""
     if not _backend.COMPILED:
+        return None
+    if not integers_become_float and np.result_type(*arrays).kind in "biu":
         return None
     dtype = compute_dtype(*arrays)
     return dtype if dtype in _KERNEL_DTYPES else None

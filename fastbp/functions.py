@@ -50,7 +50,7 @@ def softmax_cross_entropy(x, t):
     if one_hot:
         _backend.elementwise.softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
     else:
-        _backend.elementwise.softmax_xent_labels(x, t, y, loss)
+        _backend.elementwise.softmax_xent_labels(x, np.ascontiguousarray(t), y, loss)
     return y, loss
 
 

@@ -86,7 +86,7 @@ class Affine(_reference.Affine):
     def forward(self, x):
         W, b = _checks.check_affine_params(self.W, self.b)
         x2d = _checks.affine_input_2d(x, W)
-        dtype = kernel_dtype(x2d, W, b)
+        dtype = kernel_dtype(x2d, W, b, integers_become_float=False)
         if dtype is None:
             self._x_kernel = None
             return super().forward(x)
@@ -107,7 +107,7 @@ class Affine(_reference.Affine):
         dout = _checks.as_numeric_array("dout", dout)
         n, d = self.x.shape
         _checks.check_same_shape("dout", dout, (n, W.shape[1]))
-        dtype = kernel_dtype(self.x, W, dout)
+        dtype = kernel_dtype(self.x, W, dout, integers_become_float=False)
         if dtype is None or dout.dtype != dtype or self._x_kernel is None:
             return super().backward(dout)   # NumPy's per-product dtypes
         x_kernel = contiguous(self._x_kernel, dtype)
@@ -136,6 +136,7 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
             labels = np.ascontiguousarray(labels, dtype=dtype)
             total = _backend.elementwise.softmax_xent_onehot(x2d, labels, y, per_sample)
         else:
+            labels = np.ascontiguousarray(labels)
             total = _backend.elementwise.softmax_xent_labels(x2d, labels, y, per_sample)
         self._x_shape = np.shape(x)
         self.t = t

@@ -15,9 +15,10 @@ __all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices"]
 
 
-def _as_float_array(x):
-    """``x`` as an ndarray with a floating dtype (integers become float64)."""
-    x = np.asarray(x)
+def _as_float_array(x, name="x"):
+    """``x`` as an ndarray with a floating dtype (integers become float64);
+    TypeError for non-numeric dtypes (object, str, complex)."""
+    x = _checks.as_numeric_array(name, x)
     if x.dtype.kind in "biu":
         return x.astype(np.float64)
     return x
@@ -43,12 +44,12 @@ def sigmoid_grad(x):
 
 def relu(x):
     """max(x, 0) elementwise (NaN stays NaN, as in ``np.maximum``)."""
-    return np.maximum(x, 0)
+    return np.maximum(_checks.as_numeric_array("x", x), 0)
 
 
 def relu_grad(x):
     """1 where x > 0, else 0 (the gradient at exactly 0 is 0)."""
-    x = np.asarray(x)
+    x = _checks.as_numeric_array("x", x)
     return (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
 
@@ -79,8 +80,8 @@ def cross_entropy_error(y, t):
     book defines it (use ``softmax_cross_entropy`` on logits for a loss that
     stays exact for confident predictions).
     """
-    y = _as_float_array(y)
-    t = np.asarray(t)
+    y = _as_float_array(y, "y")
+    t = _checks.as_numeric_array("t", t)
     if y.ndim == 1:
         t = t.reshape(1, t.size)
         y = y.reshape(1, y.size)

@@ -1,0 +1,545 @@
+"""``fastbp bench``: the book's / the reference code against fastbp, one table.
+
+Every row times one piece of work three ways (four with PyTorch):
+
+  reference  the baseline: the book's code written out below (ReLU, Sigmoid,
+             softmax + cross_entropy_error) or ``fastbp.reference`` (Affine,
+             the networks' ``gradient`` + the reference ``SGD.update``);
+  fastbp     ``fastbp.layers`` / ``fastbp.networks.*.train_step`` with
+             ``fastbp.optimizers.SGD``;
+  floor      what the work cannot go below: the memory passes (ReLU: three
+             ``np.copyto`` of the array) or the GEMMs (Affine: 3, a training
+             step: 5) alone, with ``np.dot(..., out=)`` into preallocated arrays;
+  torch      (only if ``import torch`` works) the same training step in
+             PyTorch CPU: ``nn.Sequential(Linear, ReLU, Linear)``,
+             ``F.cross_entropy``, ``torch.optim.SGD``.
+
+Each column is the median over ``repeat`` repeats (7; ``--quick``: 3) of
+the time per call, each repeat running enough calls to last >= 20 ms
+(``--quick``: 2 ms), after one warm-up call; ``ratio`` is reference/fastbp
+(> 1: fastbp is faster) and ``fast_over_floor`` is fastbp/floor.
+
+Data are MNIST-like random arrays from ``np.random.default_rng(0)``: images
+of 784 pixels in [0, 1], about 19% nonzero, integer labels 0..9.
+
+Use: ``fastbp bench [--dtype float32|float64|both] [--threads N] [--quick]
+[--json]``, or ``run(argv)`` / ``collect(...)`` from Python.
+"""
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import sys
+import timeit
+
+import numpy as np
+
+__all__ = ["CASES", "DESCRIPTION", "add_arguments", "collect", "format_table", "run",
+           "run_args", "time_per_call"]
+
+DESCRIPTION = ("Time the book's code / fastbp.reference against fastbp (and the GEMM or "
+               "memory floor, and PyTorch CPU when importable): medians of repeated "
+               "timings after a warm-up, one table.")
+
+#: (name, baseline) of every row, in order; names are what --json reports
+CASES = (
+    ("relu fwd+bwd 1e6", "book"),
+    ("sigmoid fwd+bwd 1e6", "book"),
+    ("affine fwd+bwd 100x784x50", "reference"),
+    ("softmax_loss fwd+bwd 100x10", "book"),
+    ("softmax_loss fwd+bwd 256x1000", "book"),
+    ("train_step 784-50-10 b1", "reference"),
+    ("train_step 784-50-10 b8", "reference"),
+    ("train_step 784-50-10 b100", "reference"),
+    ("train_step 784-1024-10 b256", "reference"),
+)
+
+FULL = {"repeat": 7, "min_time": 0.020}
+QUICK = {"repeat": 3, "min_time": 0.002}
+_LR = 0.01          # training steps repeat on one batch: keep the weights tame
+_ELEMENTS = 10 ** 6
+
+
+# ---------------------------------------------------------------------------
+# the book's code (common/functions.py, common/layers.py), the baseline
+# ---------------------------------------------------------------------------
+
+def _book_softmax(x):
+    x = x - np.max(x, axis=-1, keepdims=True)   # overflow guard
+    return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
+
+
+def _book_cross_entropy_error(y, t):
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+class _BookRelu:
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = (x <= 0)
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        # the book writes dout[self.mask] = 0 in place; a copy keeps dout intact
+        # across calls (fastbp.layers.Relu never writes into dout either)
+        dx = dout.copy()
+        dx[self.mask] = 0
+        return dx
+
+
+class _BookSigmoid:
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        out = 1 / (1 + np.exp(-x))
+        self.out = out
+        return out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out
+
+
+class _BookSoftmaxWithLoss:
+    def __init__(self):
+        self.loss = self.y = self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = _book_softmax(x)
+        self.loss = _book_cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        batch_size = self.t.shape[0]
+        if self.t.size == self.y.size:
+            dx = (self.y - self.t) / batch_size
+        else:
+            dx = self.y.copy()
+            dx[np.arange(batch_size), self.t] -= 1
+            dx = dx / batch_size
+        return dx
+
+
+def _fwd_bwd(layer, x, dout):
+    def call():
+        layer.forward(x)
+        layer.backward(dout)
+    return call
+
+
+def _loss_fwd_bwd(layer, x, t):
+    def call():
+        layer.forward(x, t)
+        layer.backward(1)
+    return call
+
+
+# ---------------------------------------------------------------------------
+# data and floors
+# ---------------------------------------------------------------------------
+
+def _images(rng, n, dtype):
+    """MNIST-like batch: (n, 784) in [0, 1], ~19% nonzero pixels."""
+    x = rng.random((n, 784))
+    x[rng.random((n, 784)) > 0.19] = 0.0
+    return x.astype(dtype)
+
+
+def _labels(rng, n):
+    return rng.integers(0, 10, size=n).astype(np.int64)
+
+
+def _copy_floor(x, dout):
+    a, b = np.empty_like(x), np.empty_like(x)
+
+    def call():
+        np.copyto(a, x)
+        np.copyto(b, dout)
+        np.copyto(a, b)
+    return call
+
+
+def _affine_floor(x, W, dout):
+    out = np.empty((x.shape[0], W.shape[1]), x.dtype)
+    dx = np.empty_like(x)
+    dW = np.empty_like(W)
+
+    def call():
+        np.dot(x, W, out=out)
+        np.dot(dout, W.T, out=dx)
+        np.dot(x.T, dout, out=dW)
+    return call
+
+
+def _step_floor(x, W1, W2):
+    """The five GEMMs of a two-layer step: 2 forward, 2 weight gradients, 1 dx."""
+    n, dtype = x.shape[0], x.dtype
+    hidden, out = W1.shape[1], W2.shape[1]
+    z1 = np.empty((n, hidden), dtype)
+    z2 = np.empty((n, out), dtype)
+    dz2 = np.full((n, out), 0.01, dtype)
+    dh = np.empty((n, hidden), dtype)
+    dW1 = np.empty_like(W1)
+    dW2 = np.empty_like(W2)
+
+    def call():
+        np.dot(x, W1, out=z1)
+        np.dot(z1, W2, out=z2)
+        np.dot(z1.T, dz2, out=dW2)
+        np.dot(dz2, W2.T, out=dh)
+        np.dot(x.T, dh, out=dW1)
+    return call
+
+
+# ---------------------------------------------------------------------------
+# PyTorch (optional)
+# ---------------------------------------------------------------------------
+
+def _import_torch():
+    try:
+        import torch
+        import torch.nn  # noqa: F401
+        import torch.nn.functional  # noqa: F401
+    except Exception:   # not installed, or a broken install: the column is left out
+        return None
+    return torch
+
+
+def _torch_step(torch, sizes, x, t, lr):
+    nn, F = torch.nn, torch.nn.functional
+    tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
+    torch.manual_seed(0)
+    modules = []
+    for i in range(len(sizes) - 1):
+        modules.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            modules.append(nn.ReLU())
+    model = nn.Sequential(*modules).to(tdtype)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    tt = torch.from_numpy(np.ascontiguousarray(t, dtype=np.int64))
+
+    def call():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xt), tt)
+        loss.backward()
+        opt.step()
+    return call
+
+
+# ---------------------------------------------------------------------------
+# the cases
+# ---------------------------------------------------------------------------
+
+def _build_case(name, dtype, torch):
+    """{'reference': fn, 'fastbp': fn, 'floor': fn or None, 'torch': fn or None}."""
+    from . import layers, networks, optimizers
+    from .reference import layers as ref_layers
+    from .reference import networks as ref_networks
+    from .reference import optimizers as ref_optimizers
+
+    rng = np.random.default_rng(0)
+    fns = {"floor": None, "torch": None}
+    if name.startswith(("relu", "sigmoid")):
+        x = rng.standard_normal(_ELEMENTS).astype(dtype)
+        dout = rng.standard_normal(_ELEMENTS).astype(dtype)
+        if name.startswith("relu"):
+            fns["reference"] = _fwd_bwd(_BookRelu(), x, dout)
+            fns["fastbp"] = _fwd_bwd(layers.Relu(), x, dout)
+            fns["floor"] = _copy_floor(x, dout)
+        else:
+            fns["reference"] = _fwd_bwd(_BookSigmoid(), x, dout)
+            fns["fastbp"] = _fwd_bwd(layers.Sigmoid(), x, dout)
+    elif name.startswith("affine"):
+        n, d, m = 100, 784, 50
+        x = _images(rng, n, dtype)
+        W = (0.01 * rng.standard_normal((d, m))).astype(dtype)
+        b = np.zeros(m, dtype)
+        dout = rng.standard_normal((n, m)).astype(dtype)
+        fns["reference"] = _fwd_bwd(ref_layers.Affine(W, b), x, dout)
+        fns["fastbp"] = _fwd_bwd(layers.Affine(W, b), x, dout)
+        fns["floor"] = _affine_floor(x, W, dout)
+    elif name.startswith("softmax_loss"):
+        n, c = (int(s) for s in name.rsplit(" ", 1)[1].split("x"))
+        x = rng.standard_normal((n, c)).astype(dtype)
+        t = _labels(rng, n)
+        fns["reference"] = _loss_fwd_bwd(_BookSoftmaxWithLoss(), x, t)
+        fns["fastbp"] = _loss_fwd_bwd(layers.SoftmaxWithLoss(), x, t)
+    elif name.startswith("train_step"):
+        sizes_text, batch_text = name.split()[1:]
+        sizes = [int(s) for s in sizes_text.split("-")]
+        n = int(batch_text.lstrip("b"))
+        x = _images(rng, n, dtype)
+        t = _labels(rng, n)
+        if len(sizes) == 3 and sizes[1] == 50:      # the book's TwoLayerNet
+            ref_net = ref_networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
+            fast_net = networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
+        else:
+            ref_net = ref_networks.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1],
+                                                 dtype=dtype, seed=0)
+            fast_net = networks.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1],
+                                              dtype=dtype, seed=0)
+        ref_opt = ref_optimizers.SGD(lr=_LR)
+        fast_opt = optimizers.SGD(lr=_LR)
+
+        def reference():
+            grads = ref_net.gradient(x, t)
+            ref_opt.update(ref_net.params, grads)
+
+        def fast():
+            fast_net.train_step(x, t, fast_opt)
+
+        fns["reference"] = reference
+        fns["fastbp"] = fast
+        floor_params = fast_net.params
+        fns["floor"] = _step_floor(x, floor_params["W1"].copy(), floor_params["W2"].copy())
+        if torch is not None:
+            fns["torch"] = _torch_step(torch, sizes, x, t, _LR)
+    else:  # pragma: no cover - CASES and this function go together
+        raise ValueError(f"unknown case {name!r}")
+    return fns
+
+
+# ---------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------
+
+def time_per_call(fn, repeat=FULL["repeat"], min_time=FULL["min_time"]):
+    """Median seconds per call of ``fn()`` and the calls per repeat.
+
+    One warm-up call, then the number of calls per repeat is grown until one
+    repeat lasts >= ``min_time`` seconds; ``repeat`` repeats of that many
+    calls are timed with ``timeit`` (garbage collection off while timing).
+    """
+    timer = timeit.Timer(fn)
+    fn()                                    # warm-up: allocations, BLAS threads, caches
+    number = 1
+    elapsed = timer.timeit(number)
+    while elapsed < min_time and number < 10 ** 7:
+        grow = min_time * 1.2 / max(elapsed, 1e-9)
+        number = min(max(number + 1, math.ceil(number * grow)), 10 ** 7)
+        elapsed = timer.timeit(number)
+    times = timer.repeat(repeat=repeat, number=number)
+    return statistics.median(times) / number, number
+
+
+@contextlib.contextmanager
+def _thread_limits(threads, torch):
+    """Limit BLAS/OpenMP (threadpoolctl), fastbp's kernels and torch to ``threads``."""
+    from . import _backend
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            limited = False
+        else:
+            stack.enter_context(threadpool_limits(limits=threads))
+            limited = True
+        _backend.set_num_threads(threads)
+        stack.callback(_backend.set_num_threads, 0)
+        if torch is not None:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            stack.callback(torch.set_num_threads, previous)
+        yield limited
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
+            on_row=None):
+    """Time every case for every dtype; return the list of row dicts.
+
+    Row keys: name, dtype, threads, baseline ('book' or 'reference'),
+    reference_us, fastbp_us, ratio (reference/fastbp), floor_us and
+    fast_over_floor (None where no floor applies), torch_us and
+    torch_over_fast (None without torch or outside training steps),
+    repeat and min_time_ms (the timing setup).  Times are medians in
+    microseconds per call.  ``on_row(row)`` is called as each row completes.
+    """
+    setup = QUICK if quick else FULL
+    torch = _import_torch()
+    selected = [c for c in CASES if cases is None or c[0] in cases]
+    rows = []
+    with _thread_limits(threads, torch):
+        for dtype in dtypes:
+            for name, baseline in selected:
+                fns = _build_case(name, np.dtype(dtype), torch)
+                us = {}
+                for column in ("reference", "fastbp", "floor", "torch"):
+                    fn = fns[column]
+                    if fn is None:
+                        us[column] = None
+                        continue
+                    seconds, _ = time_per_call(fn, setup["repeat"], setup["min_time"])
+                    us[column] = seconds * 1e6
+                row = {
+                    "name": name, "dtype": np.dtype(dtype).name, "threads": threads,
+                    "baseline": baseline,
+                    "reference_us": us["reference"], "fastbp_us": us["fastbp"],
+                    "ratio": _ratio(us["reference"], us["fastbp"]),
+                    "floor_us": us["floor"],
+                    "fast_over_floor": _ratio(us["fastbp"], us["floor"]),
+                    "torch_us": us["torch"],
+                    "torch_over_fast": _ratio(us["torch"], us["fastbp"]),
+                    "repeat": setup["repeat"], "min_time_ms": setup["min_time"] * 1e3,
+                }
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def _columns(with_torch):
+    cols = [("case", 30, "name", "s"), ("dtype", 8, "dtype", "s"),
+            ("baseline", 9, "baseline", "s"), ("ref µs", 11, "reference_us", ".1f"),
+            ("fastbp µs", 11, "fastbp_us", ".1f"), ("ref/fast", 9, "ratio", ".2f"),
+            ("floor µs", 11, "floor_us", ".1f"), ("fast/floor", 10, "fast_over_floor", ".2f")]
+    if with_torch:
+        cols += [("torch µs", 11, "torch_us", ".1f"), ("torch/fast", 10, "torch_over_fast", ".2f")]
+    return cols
+
+
+def _format_row(row, cols):
+    cells = []
+    for i, (_, width, key, spec) in enumerate(cols):
+        text = _fmt(row[key], spec)
+        cells.append(text.ljust(width) if i < 3 else text.rjust(width))
+    return " ".join(cells).rstrip()
+
+
+def _header(threads, dtypes, quick, limited, with_torch):
+    from ._config import config_dict
+    info = config_dict()
+    setup = QUICK if quick else FULL
+    lines = [
+        f"fastbp bench: threads {threads}, dtype {' + '.join(dtypes)}, "
+        f"median of {setup['repeat']} repeats of >= {setup['min_time'] * 1e3:g} ms"
+        f"{' (--quick)' if quick else ''}",
+        f"machine: simd {info['simd']}; blas {info['blas']}; openmp {info['openmp']}; "
+        f"compiled core {info['compiled core']}; numpy {info['numpy']}",
+    ]
+    if not limited:
+        lines.append("note: threadpoolctl is not installed: BLAS threads are not limited "
+                     "(pip install threadpoolctl)")
+    if not with_torch:
+        lines.append("torch: not importable, no PyTorch column")
+    return lines
+
+
+def format_table(rows, threads=1, dtypes=None, quick=False, limited=True, with_torch=None):
+    """The whole table (header, column titles, rows, legend) as a string."""
+    if dtypes is None:
+        dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
+    if with_torch is None:
+        with_torch = any(r["torch_us"] is not None for r in rows)
+    cols = _columns(with_torch)
+    lines = _header(threads, dtypes, quick, limited, with_torch)
+    lines += [_title_line(cols)]
+    lines += [_format_row(r, cols) for r in rows]
+    lines += _legend()
+    return "\n".join(lines)
+
+
+def _title_line(cols):
+    cells = [t.ljust(w) if i < 3 else t.rjust(w) for i, (t, w, _, _) in enumerate(cols)]
+    return " ".join(cells).rstrip()
+
+
+def _legend():
+    return [
+        "ref/fast > 1: fastbp is faster than the baseline (book: the book's code; "
+        "reference: fastbp.reference).",
+        "floor: relu = 3 np.copyto passes; affine = its 3 GEMMs; train_step = its 5 GEMMs, "
+        "np.dot(out=) into preallocated arrays.",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser):
+    """Add the bench options to ``parser`` (used by ``fastbp bench``)."""
+    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
+                        help="[both]")
+    parser.add_argument("--threads", type=_positive_int, default=1,
+                        help="BLAS/OpenMP threads (threadpoolctl) and fastbp's kernel "
+                             "threads  [1]")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 repeats of >= 2 ms (numbers are rough)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the rows as a JSON list instead of the table")
+    return parser
+
+
+def run_args(args, file=None):
+    """Run the bench for parsed ``args``; print the table or JSON; return 0."""
+    out = file or sys.stdout
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    if args.json:
+        rows = collect(dtypes, args.threads, args.quick)
+        print(json.dumps(rows, indent=1), file=out)
+        return 0
+    torch = _import_torch()
+    try:
+        import threadpoolctl  # noqa: F401
+        limited = True
+    except ImportError:
+        limited = False
+    cols = _columns(torch is not None)
+    for line in _header(args.threads, dtypes, args.quick, limited, torch is not None):
+        print(line, file=out)
+    print(_title_line(cols), file=out, flush=True)
+    collect(dtypes, args.threads, args.quick,
+            on_row=lambda row: print(_format_row(row, cols), file=out, flush=True))
+    for line in _legend():
+        print(line, file=out)
+    return 0
+
+
+def run(argv=None):
+    """``fastbp bench`` as a function: parse ``argv`` and run; returns the exit code."""
+    parser = add_arguments(argparse.ArgumentParser(prog="fastbp bench",
+                                                   description=DESCRIPTION))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    return run_args(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

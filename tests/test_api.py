@@ -1,0 +1,158 @@
+"""The public surface: which implementation runs, where it was loaded from,
+and that the compiled modules have exactly the reference's names and
+signatures."""
+import importlib.machinery
+import inspect
+import os
+from pathlib import Path
+
+import pytest
+
+import fastbp
+import fastbp._backend as backend
+import fastbp.functions as fast_functions
+import fastbp.layers as fast_layers
+import fastbp.reference.functions as ref_functions
+import fastbp.reference.layers as ref_layers
+from conftest import PURE
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+EXPECT_INSTALLED = os.environ.get("FASTBP_EXPECT_INSTALLED", "0") not in ("", "0")
+COMPILED_MODULES = ("affine", "elementwise")
+
+
+def is_inside(path, directory):
+    try:
+        Path(path).resolve().relative_to(directory)
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Which implementation runs, and from where
+# ---------------------------------------------------------------------------
+def test_compiled_core_is_the_one_running():
+    if PURE:
+        assert fastbp.COMPILED is False
+        assert backend.affine is None and backend.elementwise is None
+        assert "FASTBP_PURE" in backend.REASON
+    else:
+        assert fastbp.COMPILED is True, f"compiled core not loaded: {backend.REASON}"
+        assert backend.COMPILED is True
+
+
+@pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no compiled module is loaded")
+@pytest.mark.parametrize("name", COMPILED_MODULES)
+def test_compiled_modules_are_shared_libraries_next_to_the_package(name):
+    module = getattr(backend, name)
+    assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), \
+        module.__file__
+    # loaded from the same fastbp package as the Python code, not from elsewhere
+    assert Path(module.__file__).resolve().parent == Path(fastbp.__file__).resolve().parent
+
+
+@pytest.mark.skipif(not EXPECT_INSTALLED,
+                    reason="FASTBP_EXPECT_INSTALLED is not set (testing the checkout)")
+def test_installed_package_is_tested_not_the_checkout():
+    """In CI the tests must exercise the installed wheel/sdist: a checkout's
+    pure-Python tree shadowing it would silently test something else."""
+    assert not is_inside(fastbp.__file__, CHECKOUT), \
+        f"fastbp imported from the checkout {fastbp.__file__}, not the installed package"
+    assert fastbp.COMPILED is True, f"installed fastbp has no compiled core: {backend.REASON}"
+    for name in COMPILED_MODULES:
+        so = getattr(backend, name).__file__
+        assert not is_inside(so, CHECKOUT), f"{so} lives in the source checkout {CHECKOUT}"
+
+
+def test_show_config_names_the_facts(capsys):
+    fastbp.show_config()
+    out = capsys.readouterr().out
+    for key in ("compiled core", "blas", "openmp", "simd", "threads"):
+        assert key in out, key
+    core_line = next(line for line in out.splitlines() if "compiled core" in line)
+    if PURE:
+        assert "NOT loaded" in core_line
+    else:
+        assert core_line.rstrip().endswith("loaded") and "NOT" not in core_line
+        simd_line = next(line for line in out.splitlines() if "simd" in line)
+        assert "pure NumPy" not in simd_line
+
+
+def test_set_num_threads_validates_and_round_trips():
+    for bad in (-1, True, 1.5, "2"):
+        with pytest.raises(ValueError):
+            fastbp.set_num_threads(bad)
+    default = fastbp.get_num_threads()
+    try:
+        fastbp.set_num_threads(1)
+        assert fastbp.get_num_threads() == 1
+    finally:
+        fastbp.set_num_threads(0)
+    assert fastbp.get_num_threads() == default
+
+
+# ---------------------------------------------------------------------------
+# Same names, same signatures as the reference
+# ---------------------------------------------------------------------------
+def test_all_lists_match():
+    assert fast_layers.__all__ == ref_layers.__all__
+    assert fast_functions.__all__ == ref_functions.__all__
+    assert set(fast_layers.__all__) >= {"AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid",
+                                        "Affine", "SoftmaxWithLoss"}
+    assert set(fast_functions.__all__) >= {"sigmoid", "relu", "softmax",
+                                           "softmax_cross_entropy", "cross_entropy_error"}
+
+
+@pytest.mark.parametrize("module", [fast_layers, fast_functions], ids=lambda m: m.__name__)
+def test_star_import_gives_exactly_all(module):
+    namespace = {}
+    exec(f"from {module.__name__} import *", namespace)
+    namespace.pop("__builtins__")
+    assert sorted(namespace) == sorted(module.__all__)
+
+
+def test_relu_alias():
+    assert fast_layers.ReLU is fast_layers.Relu
+    assert ref_layers.ReLU is ref_layers.Relu
+
+
+def public_methods(cls):
+    return {name for name, _ in inspect.getmembers(cls, callable)
+            if not name.startswith("_") or name == "__init__"}
+
+
+@pytest.mark.parametrize("name", [n for n in ref_layers.__all__
+                                  if inspect.isclass(getattr(ref_layers, n))])
+def test_layer_classes_have_the_reference_signatures(name):
+    fast, ref = getattr(fast_layers, name), getattr(ref_layers, name)
+    assert inspect.isclass(fast)
+    assert issubclass(fast, ref)                 # isinstance checks against the book's classes
+    assert fast.__name__ == ref.__name__
+    assert fast.__doc__ == ref.__doc__
+    assert public_methods(fast) == public_methods(ref)
+    for method in public_methods(ref):
+        assert inspect.signature(getattr(fast, method)) == \
+            inspect.signature(getattr(ref, method)), f"{name}.{method}"
+
+
+@pytest.mark.parametrize("name", ref_functions.__all__)
+def test_functions_have_the_reference_signatures(name):
+    fast, ref = getattr(fast_functions, name), getattr(ref_functions, name)
+    assert callable(fast)
+    assert fast.__name__ == ref.__name__
+    assert inspect.signature(fast) == inspect.signature(ref), name
+
+
+def test_layer_attributes_after_init_match_the_reference():
+    import numpy as np
+    W, b = np.ones((3, 2)), np.zeros(2)
+    for name, args in (("Relu", ()), ("Sigmoid", ()), ("Affine", (W, b)),
+                       ("SoftmaxWithLoss", ()), ("MulLayer", ()), ("AddLayer", ())):
+        fast = getattr(fast_layers, name)(*args)
+        ref = getattr(ref_layers, name)(*args)
+        public = {k for k in vars(ref) if not k.startswith("_")}
+        assert public <= set(vars(fast)), name
+        for key in public:
+            assert getattr(fast, key) is getattr(ref, key) or \
+                (getattr(fast, key) is None and getattr(ref, key) is None), (name, key)
