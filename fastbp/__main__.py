@@ -18,7 +18,7 @@ import sys
 import time
 
 DEFAULT_EPOCHS = 40          # 4,000 steps on the 10k subset: test accuracy ~0.91
-DEFAULT_HIDDEN = "50"
+DEFAULT_HIDDEN = 50
 DEFAULT_BATCH = 100
 DEFAULT_SGD_LR = 0.1         # the book's ch05/train_neuralnet.py
 GRADCHECK_IMAGES = 3         # the book's ch05/gradient_check.py: x_train[:3]
@@ -153,7 +153,7 @@ def build_parser():
                    help="plot the loss and accuracy curves (needs matplotlib)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print only the final line")
-    p.set_defaults(handler=cmd_train)
+    p.set_defaults(handler=cmd_train, command_parser=p)
 
     # -- gradcheck -------------------------------------------------------------
     p = sub.add_parser(
@@ -163,26 +163,27 @@ def build_parser():
                     "numerical_gradient() for every entry. Exit 1 if a mean |difference| "
                     f"exceeds {GRADCHECK_TOL:g}.")
     _add_data_options(p)
-    p.add_argument("--hidden", type=positive_int, default=50, help="hidden width  [50]")
+    p.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN,
+                   help=f"hidden width  [{DEFAULT_HIDDEN}]")
     p.add_argument("--seed", type=non_negative_int, default=0, help="weight seed  [0]")
     p.add_argument("--max-entries", type=positive_int, default=None, metavar="N",
                    help="check a random sample of N entries per parameter with "
                         "fastbp.gradient.gradient_check instead of all of them")
     _add_backend_option(p)
-    p.set_defaults(handler=cmd_gradcheck)
+    p.set_defaults(handler=cmd_gradcheck, command_parser=p)
 
     # -- info ------------------------------------------------------------------
     p = sub.add_parser("info", help="show the configuration (fastbp.show_config())",
                        description="Print version, compiled core, BLAS, OpenMP, SIMD "
                                    "level and threads.")
-    p.set_defaults(handler=cmd_info)
+    p.set_defaults(handler=cmd_info, command_parser=p)
 
     # -- bench -----------------------------------------------------------------
     from . import bench
     p = sub.add_parser("bench", help="time book / reference code against fastbp",
                        description=bench.DESCRIPTION)
     bench.add_arguments(p)
-    p.set_defaults(handler=cmd_bench)
+    p.set_defaults(handler=cmd_bench, command_parser=p)
     return parser
 
 
@@ -267,7 +268,7 @@ def cmd_train(parser, args):
     import numpy as np
 
     _check_data_args(parser, args)
-    hidden = args.hidden if args.hidden is not None else [int(DEFAULT_HIDDEN)]
+    hidden = args.hidden if args.hidden is not None else [DEFAULT_HIDDEN]
     multi = len(hidden) != 1 or args.activation != "relu"
     if args.plot is not None:
         try:
@@ -402,7 +403,7 @@ def main(argv=None):
     except SystemExit as exc:          # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
-        return args.handler(parser, args)
+        return args.handler(args.command_parser, args)
     except SystemExit as exc:          # parser.error() inside a command
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except CommandError as exc:

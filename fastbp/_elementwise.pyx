@@ -87,6 +87,8 @@ def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
             _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
+                continue
             if floating is float:
                 fb_relu_forward_f(&x[start], &out[start], &mask[start], length)
             else:
@@ -102,6 +104,8 @@ def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
             _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
+                continue
             if floating is float:
                 fb_relu_backward_f(&dout[start], &mask[start], &dx[start], length)
             else:
@@ -117,6 +121,8 @@ def sigmoid_forward(const floating[::1] x, floating[::1] out):
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
             _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
+                continue
             if floating is float:
                 fb_sigmoid_forward_f(&x[start], &out[start], length)
             else:
@@ -132,6 +138,8 @@ def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating
     with nogil:
         for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
             _chunk_bounds(n, chunk, n_chunks, &start, &length)
+            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
+                continue
             if floating is float:
                 fb_sigmoid_backward_f(&dout[start], &out[start], &dx[start], length)
             else:

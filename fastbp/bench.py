@@ -459,7 +459,7 @@ def format_table(rows, threads=1, dtypes=None, quick=False, limited=True, with_t
     lines = _header(threads, dtypes, quick, limited, with_torch)
     lines += [_title_line(cols)]
     lines += [_format_row(r, cols) for r in rows]
-    lines += _legend()
+    lines += _legend(with_torch)
     return "\n".join(lines)
 
 
@@ -468,13 +468,17 @@ def _title_line(cols):
     return " ".join(cells).rstrip()
 
 
-def _legend():
-    return [
+def _legend(with_torch=False):
+    lines = [
         "ref/fast > 1: fastbp is faster than the baseline (book: the book's code; "
         "reference: fastbp.reference).",
         "floor: relu = 3 np.copyto passes; affine = its 3 GEMMs; train_step = its 5 GEMMs, "
         "np.dot(out=) into preallocated arrays.",
     ]
+    if with_torch:
+        lines.append("torch: nn.Sequential(Linear, ReLU, Linear) + F.cross_entropy + "
+                     "torch.optim.SGD step; torch/fast > 1: fastbp is faster.")
+    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -525,7 +529,7 @@ def run_args(args, file=None):
     print(_title_line(cols), file=out, flush=True)
     collect(dtypes, args.threads, args.quick,
             on_row=lambda row: print(_format_row(row, cols), file=out, flush=True))
-    for line in _legend():
+    for line in _legend(torch is not None):
         print(line, file=out)
     return 0
 

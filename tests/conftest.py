@@ -11,19 +11,9 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-import fastbp.functions as fast_functions
-import fastbp.layers as fast_layers
-import fastbp.reference.functions as ref_functions
-import fastbp.reference.layers as ref_layers
-
 PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
-# The two implementations every comparison runs: (compiled, reference).
-LAYER_MODULES = (fast_layers, ref_layers)
-FUNCTION_MODULES = (fast_functions, ref_functions)
-
 FLOAT_DTYPES = (np.float32, np.float64)
-ODD_SIZES = (1, 3, 7, 33, 257)
 LAYOUTS = ("C", "F", "strided", "readonly")
 
 # Relative tolerance of a compiled result against the reference, per dtype.
@@ -31,7 +21,7 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 # Hypothesis: no deadline (first calls pay for imports/BLAS warm-up), few
 # examples per test so the whole suite stays well under a minute.
-HYPOTHESIS = settings(deadline=None, max_examples=25)
+HYPOTHESIS = settings(deadline=None, max_examples=40)
 
 
 def rtol_for(dtype):

@@ -1,4 +1,6 @@
 """fastbp.functions (compiled) against fastbp.reference.functions (NumPy)."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -284,3 +286,60 @@ def test_non_real_dtypes_raise_type_error_naming_the_dtype(module, function, kin
     with pytest.raises(TypeError) as info:
         FUNCTION_CALLS[function](module, bad)
     assert str(bad.dtype) in str(info.value)
+
+
+NON_FINITE_ROWS = {
+    "+inf logit": [np.inf, 0.0, 1.0],
+    "all -inf": [-np.inf, -np.inf, -np.inf],
+    "NaN logit": [0.0, np.nan, 1.0],
+}
+
+
+@pytest.mark.parametrize("row", sorted(NON_FINITE_ROWS))
+@pytest.mark.parametrize("module", [fast_functions, ref_functions],
+                         ids=["compiled", "reference"])
+def test_non_finite_logit_rows_stay_in_their_row_without_warnings(module, row):
+    """A row with +inf / all -inf / NaN logits has no finite softmax; it must
+    not warn (fastbp promises no RuntimeWarning), must not spill into the
+    other rows, and both implementations must give the same result."""
+    x = np.array([NON_FINITE_ROWS[row], [1.0, 2.0, 3.0]])
+    y = module.softmax(x)                 # pytest turns any RuntimeWarning into an error
+    probs, loss = module.softmax_cross_entropy(x, np.array([1, 2]))
+    e = np.exp([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(y[1], e / e.sum(), rtol=1e-12)
+    np.testing.assert_allclose(probs[1], e / e.sum(), rtol=1e-12)
+    assert loss[1] == pytest.approx(-np.log(e[2] / e.sum()), rel=1e-12)
+    other = fast_functions if module is ref_functions else ref_functions
+    with warnings.catch_warnings():       # this test is about `module`'s warnings only
+        warnings.simplefilter("ignore")
+        other_y = other.softmax(x)
+        other_loss = other.softmax_cross_entropy(x, np.array([1, 2]))[1]
+    np.testing.assert_array_equal(y, other_y)
+    np.testing.assert_array_equal(loss, other_loss)
+
+
+class KernelCalled(Exception):
+    pass
+
+
+class PoisonedKernels:
+    def __getattr__(self, name):
+        def kernel(*args, **kwargs):
+            raise KernelCalled(name)
+        return kernel
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, np.float32, np.float64],
+                         ids=dtype_id)
+def test_kernel_path_only_for_float32_and_float64(dtype, monkeypatch, rng):
+    import fastbp._backend as backend
+    monkeypatch.setattr(backend, "elementwise", PoisonedKernels())
+    x = random_array(rng, (3, 4), dtype)
+    calls = [lambda: fast_functions.sigmoid(x), lambda: fast_functions.softmax(x),
+             lambda: fast_functions.softmax_cross_entropy(x, np.array([0, 1, 3]))]
+    for call in calls:
+        if backend.COMPILED and dtype in (np.float32, np.float64):
+            with pytest.raises(KernelCalled):
+                call()
+        else:
+            call()                       # the reference: no kernel touched

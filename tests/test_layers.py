@@ -230,13 +230,53 @@ def test_affine_image_batch_is_flattened_and_dx_keeps_its_shape(dtype, layout, r
     assert_close(fast.dW, ref.dW, dtype, scale=gemm_scale(3, x, dout))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_all_layers_with_negative_strides(dtype, rng):
+    """Reversed views (negative strides) of x, W, b, dout and labels."""
+    def reversed_view(a):
+        return np.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])[
+            (slice(None, None, -1),) * a.ndim]
+    x = reversed_view(with_special_zeros(rng, random_array(rng, (7, 5), dtype)))
+    dout = reversed_view(random_array(rng, (7, 5), dtype))
+    assert x.strides[0] < 0 and dout.strides[1] < 0
+    for name in ("Relu", "Sigmoid"):
+        fast, ref = pair(name)
+        assert_close(fast.forward(x), ref.forward(x), dtype)
+        assert_close(fast.backward(dout), ref.backward(dout), dtype)
+    W = reversed_view(random_array(rng, (5, 3), dtype))
+    b = reversed_view(random_array(rng, (3,), dtype))
+    compare_affine(*pair("Affine", W, b), x, reversed_view(random_array(rng, (7, 3), dtype)),
+                   dtype)
+    labels = reversed_view(rng.integers(0, 5, size=7))
+    compare_softmax_layers(*pair("SoftmaxWithLoss"), x, labels, dtype)
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_elementwise_layers_on_arrays_big_enough_for_threads(layout, rng):
+    x = with_layout(with_special_zeros(rng, random_array(rng, (331, 401), scale=20.0)), layout)
+    dout = with_layout(random_array(rng, (331, 401)), layout)
+    fast, ref = pair("Relu")
+    assert_identical(fast.forward(x), ref.forward(x))
+    assert_identical(fast.mask, ref.mask)
+    assert_identical(fast.backward(dout), ref.backward(dout))
+    fast, ref = pair("Sigmoid")
+    assert_close(fast.forward(x), ref.forward(x), np.float64)
+    assert_close(fast.backward(dout), ref.backward(dout), np.float64)
+
+
 # ---------------------------------------------------------------------------
 # Affine keeps references to the caller's W and b
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["C", "F", "transposed-view", "x-of-other-dtype"])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("module", [fast_layers, ref_layers], ids=["compiled", "reference"])
-def test_affine_reads_in_place_updates_of_w_and_b(module, dtype, rng):
+def test_affine_reads_in_place_updates_of_w_and_b(module, dtype, variant, rng):
     x, W, b, dout = affine_problem(rng, 4, 6, 3, dtype)
+    if variant == "x-of-other-dtype":     # W must be cast for the kernel at every call
+        x = x.astype(np.float64 if dtype == np.float32 else np.float32)
+        dout = dout.astype(np.float64)
+    else:
+        W = make_weight(W, variant)
     layer = module.Affine(W, b)
     assert layer.W is W and layer.b is b
     out0 = layer.forward(x)
@@ -738,3 +778,62 @@ def test_gradient_check_two_layer_stack(module, rng):
         numeric = numerical_gradient(loss, value)
         assert rel_error(numeric, analytic[key]) <= GRAD_TOL, key
         assert np.abs(analytic[key]).max() > 1e-6, key     # a non-trivial gradient
+
+
+# ---------------------------------------------------------------------------
+# Which path runs: kernels for float32/float64, the reference for the rest
+# ---------------------------------------------------------------------------
+class KernelCalled(Exception):
+    pass
+
+
+class PoisonedKernels:
+    """Stands in for a compiled module: any kernel call raises KernelCalled."""
+
+    def __getattr__(self, name):
+        def kernel(*args, **kwargs):
+            raise KernelCalled(name)
+        return kernel
+
+
+def run_every_layer(dtype, rng):
+    x = random_array(rng, (4, 6), dtype)
+    for name in ("Relu", "Sigmoid"):
+        layer = getattr(fast_layers, name)()
+        layer.forward(x)
+        layer.backward(x)
+    affine = fast_layers.Affine(random_array(rng, (6, 3), dtype), random_array(rng, (3,), dtype))
+    affine.forward(x)
+    affine.backward(random_array(rng, (4, 3), dtype))
+    swl = fast_layers.SoftmaxWithLoss()
+    swl.forward(x, np.arange(4))
+    swl.backward()
+
+
+@pytest.fixture
+def poisoned_kernels(monkeypatch):
+    import fastbp._backend as backend
+    monkeypatch.setattr(backend, "affine", PoisonedKernels())
+    monkeypatch.setattr(backend, "elementwise", PoisonedKernels())
+    return backend
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble], ids=dtype_id)
+def test_uncovered_dtypes_never_reach_a_kernel(dtype, poisoned_kernels, rng):
+    run_every_layer(dtype, rng)          # would raise KernelCalled
+
+
+@pytest.mark.parametrize("name", ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_float32_and_float64_run_on_the_kernels(dtype, name, poisoned_kernels, rng):
+    if not poisoned_kernels.COMPILED:
+        pytest.skip("FASTBP_PURE=1: everything runs on the reference")
+    x = random_array(rng, (4, 6), dtype)
+    with pytest.raises(KernelCalled):
+        if name == "Affine":
+            fast_layers.Affine(random_array(rng, (6, 3), dtype),
+                               random_array(rng, (3,), dtype)).forward(x)
+        elif name == "SoftmaxWithLoss":
+            fast_layers.SoftmaxWithLoss().forward(x, np.arange(4))
+        else:
+            getattr(fast_layers, name)().forward(x)

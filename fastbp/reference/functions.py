@@ -59,7 +59,8 @@ def softmax(x):
     x: (C,) or (N, C) floating array; returns the same shape and dtype.
     """
     x = _as_float_array(x)
-    shifted = x - np.max(x, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):   # inf - inf in a row of infinities: NaN row
+        shifted = x - np.max(x, axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / np.sum(e, axis=-1, keepdims=True)
 
@@ -104,7 +105,8 @@ def softmax_cross_entropy(x, t):
     x, t, _ = _checks.softmax_inputs(x, t)
     x = _as_float_array(x)
     row_max = np.max(x, axis=1, keepdims=True)
-    shifted = x - row_max
+    with np.errstate(invalid="ignore"):   # inf - inf in a row of infinities: NaN row
+        shifted = x - row_max
     e = np.exp(shifted)
     sum_e = np.sum(e, axis=1, keepdims=True)
     y = e / sum_e

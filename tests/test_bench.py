@@ -1,0 +1,171 @@
+"""``fastbp bench`` (fastbp/bench.py): structure and consistency, never speed.
+
+Timings on a shared 2-core machine are noise; these tests check that every
+row is there, every median is a positive number and the ratios are the
+quotients of the medians they claim to be.
+"""
+import contextlib
+import io
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import bench
+from fastbp.__main__ import main
+
+EXPECTED_NAMES = [
+    "relu fwd+bwd 1e6",
+    "sigmoid fwd+bwd 1e6",
+    "affine fwd+bwd 100x784x50",
+    "softmax_loss fwd+bwd 100x10",
+    "softmax_loss fwd+bwd 256x1000",
+    "train_step 784-50-10 b1",
+    "train_step 784-50-10 b8",
+    "train_step 784-50-10 b100",
+    "train_step 784-1024-10 b256",
+]
+WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-50-10 b1",
+              "train_step 784-50-10 b8", "train_step 784-50-10 b100",
+              "train_step 784-1024-10 b256"}
+
+
+def torch_available():
+    return bench._import_torch() is not None
+
+
+@pytest.fixture(scope="module")
+def quick_rows():
+    """`fastbp bench --quick --json` once for the module (both dtypes)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["bench", "--quick", "--json"])
+    assert code == 0
+    return json.loads(out.getvalue())
+
+
+def test_rows_cover_every_case_and_dtype(quick_rows):
+    assert isinstance(quick_rows, list)
+    assert [r["name"] for r in quick_rows] == EXPECTED_NAMES * 2
+    assert [r["dtype"] for r in quick_rows] == ["float32"] * 9 + ["float64"] * 9
+    assert [name for name, _ in bench.CASES] == EXPECTED_NAMES
+    assert all(r["threads"] == 1 for r in quick_rows)
+    assert all(r["repeat"] == 3 and r["min_time_ms"] == 2.0 for r in quick_rows)
+    baselines = {r["name"]: r["baseline"] for r in quick_rows}
+    assert baselines["relu fwd+bwd 1e6"] == "book"
+    assert baselines["affine fwd+bwd 100x784x50"] == "reference"
+    assert baselines["train_step 784-50-10 b100"] == "reference"
+
+
+def test_medians_are_positive_and_ratios_consistent(quick_rows):
+    for r in quick_rows:
+        for key in ("reference_us", "fastbp_us"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (r, key)
+        assert r["ratio"] == pytest.approx(r["reference_us"] / r["fastbp_us"], rel=1e-9)
+        if r["name"] in WITH_FLOOR:
+            assert r["floor_us"] > 0
+            assert r["fast_over_floor"] == pytest.approx(r["fastbp_us"] / r["floor_us"],
+                                                         rel=1e-9)
+        else:
+            assert r["floor_us"] is None and r["fast_over_floor"] is None
+
+
+def test_torch_column_only_for_training_steps(quick_rows):
+    have_torch = torch_available()
+    for r in quick_rows:
+        if have_torch and r["name"].startswith("train_step"):
+            assert r["torch_us"] > 0
+            assert r["torch_over_fast"] == pytest.approx(r["torch_us"] / r["fastbp_us"],
+                                                         rel=1e-9)
+        else:
+            assert r["torch_us"] is None and r["torch_over_fast"] is None
+
+
+def test_a_bigger_job_takes_longer(quick_rows):
+    # not a speed claim about fastbp: 100x more samples per step cannot be
+    # cheaper than one sample, for the reference and for the GEMM floor
+    by_name = {r["name"]: r for r in quick_rows if r["dtype"] == "float64"}
+    small, big = by_name["train_step 784-50-10 b1"], by_name["train_step 784-1024-10 b256"]
+    assert big["reference_us"] > small["reference_us"]
+    assert big["floor_us"] > small["floor_us"]
+
+
+def test_table_output(capsys):
+    code = bench.run(["--quick", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("fastbp bench: threads 1, dtype float32, median of 3 repeats")
+    assert lines[1].startswith("machine: simd ") and "blas " in lines[1]
+    title = next(i for i, line in enumerate(lines) if line.startswith("case"))
+    for col in ("ref µs", "fastbp µs", "ref/fast", "floor µs", "fast/floor"):
+        assert col in lines[title]
+    rows = lines[title + 1:title + 1 + len(EXPECTED_NAMES)]
+    for name, line in zip(EXPECTED_NAMES, rows):
+        assert line.startswith(name)
+        assert " float32 " in line
+        numbers = [float(x) for x in line[len(name):].split() if x[0].isdigit()]
+        ref, fast, ratio = numbers[:3]
+        assert ratio == pytest.approx(ref / fast, rel=0.02, abs=0.01)   # table rounding
+    assert "float64" not in out
+
+
+def test_threads_option_is_applied_and_restored(monkeypatch):
+    before = fastbp.get_num_threads()
+    seen = []
+    real_build = bench._build_case
+
+    def spy(name, dtype, torch):
+        seen.append(fastbp.get_num_threads())
+        return real_build(name, dtype, torch)
+
+    monkeypatch.setattr(bench, "_build_case", spy)
+    monkeypatch.setattr(bench, "CASES", bench.CASES[3:4])     # one small case
+    rows = bench.collect(("float64",), threads=2, quick=True)
+    assert [r["name"] for r in rows] == ["softmax_loss fwd+bwd 100x10"]
+    assert rows[0]["threads"] == 2
+    if fastbp.COMPILED:
+        assert seen == [2]
+    assert fastbp.get_num_threads() == before
+
+
+def test_time_per_call_measures_the_call():
+    calls = []
+
+    def work():
+        calls.append(1)
+        time.sleep(0.001)
+
+    median, number = bench.time_per_call(work, repeat=3, min_time=0.004)
+    assert 0.001 <= median < 0.05
+    assert number >= 2                          # one 1 ms call is below min_time
+    assert len(calls) >= 1 + 3 * number         # warm-up + 3 repeats (+ calibration)
+
+
+def test_book_baselines_compute_the_books_results():
+    """The inline book code is the book's: check it against fastbp.reference."""
+    from fastbp.reference import layers as ref
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 10))
+    dout = rng.standard_normal((6, 10))
+    t = rng.integers(0, 10, 6)
+    for book, mine in ((bench._BookRelu(), ref.Relu()), (bench._BookSigmoid(), ref.Sigmoid())):
+        np.testing.assert_allclose(book.forward(x), mine.forward(x), rtol=1e-12)
+        np.testing.assert_allclose(book.backward(dout), mine.backward(dout), rtol=1e-12)
+    book, mine = bench._BookSoftmaxWithLoss(), ref.SoftmaxWithLoss()
+    # the book adds 1e-7 inside the log: equal up to ~1e-7 / y per sample
+    assert book.forward(x, t) == pytest.approx(mine.forward(x, t), abs=1e-4)
+    np.testing.assert_allclose(book.backward(), mine.backward(), rtol=1e-12, atol=1e-15)
+
+
+def test_format_table_of_collected_rows(quick_rows):
+    text = bench.format_table(quick_rows, threads=1)
+    lines = text.splitlines()
+    assert lines[0].startswith("fastbp bench: threads 1, dtype float32 + float64")
+    for name in EXPECTED_NAMES:
+        assert sum(line.startswith(name + " ") for line in lines) == 2     # once per dtype
+    assert ("torch µs" in text) == torch_available()
