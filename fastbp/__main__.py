@@ -151,6 +151,9 @@ def build_parser():
                    help="write the trained parameters with net.save")
     p.add_argument("--plot", metavar="CURVE.png", default=None,
                    help="plot the loss and accuracy curves (needs matplotlib)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="limit BLAS/OpenMP threads (threadpoolctl) and fastbp's kernel "
+                        "threads to N  [library defaults]")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print only the final line")
     p.set_defaults(handler=cmd_train, command_parser=p)
@@ -309,7 +312,12 @@ def cmd_train(parser, args):
         print(title)
         print(f"data: {data_what}, {len(x_train)} train / {len(x_test)} test images; {length}",
               flush=True)
-    trainer.train()
+    if args.threads is None:
+        trainer.train()
+    else:
+        from .bench import thread_limits
+        with thread_limits(args.threads):
+            trainer.train()
 
     if args.save is not None:
         try:

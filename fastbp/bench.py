@@ -36,7 +36,7 @@ import timeit
 import numpy as np
 
 __all__ = ["CASES", "DESCRIPTION", "add_arguments", "collect", "format_table", "run",
-           "run_args", "time_per_call"]
+           "run_args", "thread_limits", "time_per_call"]
 
 DESCRIPTION = ("Time the book's code / fastbp.reference against fastbp (and the GEMM or "
                "memory floor, and PyTorch CPU when importable): medians of repeated "
@@ -336,8 +336,12 @@ def time_per_call(fn, repeat=FULL["repeat"], min_time=FULL["min_time"]):
 
 
 @contextlib.contextmanager
-def _thread_limits(threads, torch):
-    """Limit BLAS/OpenMP (threadpoolctl), fastbp's kernels and torch to ``threads``."""
+def thread_limits(threads, torch=None):
+    """Limit BLAS/OpenMP (threadpoolctl), fastbp's kernels and torch to ``threads``.
+
+    Yields whether threadpoolctl was there to limit BLAS.  On exit fastbp's
+    kernels go back to the default (``set_num_threads(0)``).
+    """
     from . import _backend
     with contextlib.ExitStack() as stack:
         try:
@@ -375,7 +379,7 @@ def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
     torch = _import_torch()
     selected = [c for c in CASES if cases is None or c[0] in cases]
     rows = []
-    with _thread_limits(threads, torch):
+    with thread_limits(threads, torch):
         for dtype in dtypes:
             for name, baseline in selected:
                 fns = _build_case(name, np.dtype(dtype), torch)

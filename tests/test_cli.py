@@ -189,6 +189,24 @@ def test_sigmoid_alone_selects_multilayernet_and_lr_is_used(capsys, trainers):
     assert type(trainer.optimizer).__name__ == "Momentum" and trainer.optimizer.lr == 0.5
 
 
+def test_threads_option_limits_training_and_is_restored(monkeypatch, capsys):
+    before = fastbp.get_num_threads()
+    during = []
+    original = fastbp.trainer.Trainer.train
+
+    def train(self):
+        during.append(fastbp.get_num_threads())
+        return original(self)
+
+    monkeypatch.setattr(fastbp.trainer.Trainer, "train", train)
+    code, out, err = run_cli(capsys, "train", "--iters", "10", "--quiet", "--threads", "1")
+    assert code == 0, err
+    assert final_line(out)[1] == 10
+    if fastbp.COMPILED:
+        assert during == [1]
+    assert fastbp.get_num_threads() == before
+
+
 def test_train_via_subprocess(tmp_path):
     proc = run_module(tmp_path, "train", "--iters", "30", "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -258,6 +276,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
     ["train", "--data", "cifar"],
     ["train", "--data", "mini", "--data-dir", "."],
     ["train", "--no-download"],
+    ["train", "--threads", "0"],
     ["gradcheck", "--hidden", "0"],
     ["gradcheck", "--max-entries", "x"],
     ["info", "--verbose"],
