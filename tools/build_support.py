@@ -46,13 +46,33 @@ def _openmp_flag(compiler):
     return flag
 
 
+def _compiler_accepts(compiler, flag):
+    """True when the compiler compiles an empty C file with ``flag``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "flag_probe.c")
+        with open(source, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        try:
+            compiler.compile([source], output_dir=tmp, extra_postargs=[flag, "-Werror"])
+        except Exception:
+            return False
+    return True
+
+
 def compiler_flags(compiler):
     """(compile_args, link_args, define_macros) for the extensions."""
     compile_args, link_args, macros = [], [], []
     if compiler.compiler_type != "msvc":
         # -O3 for vectorisation; no -ffast-math (NaN/inf semantics matter).
-        # -fno-math-errno only lets sqrt vectorise: nothing reads errno.
-        compile_args += ["-O3", "-fno-math-errno"]
+        # -fno-math-errno lets sqrt vectorise (nothing reads errno) and
+        # -fno-trapping-math lets the compiler turn the branch-free selects of
+        # src/fb_simd.h into blends on AVX2/SSE (nothing installs FP trap
+        # handlers); neither changes a computed value.
+        compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+        # `omp simd` reductions in src/fb_simd.h, with or without the OpenMP runtime
+        if _compiler_accepts(compiler, "-fopenmp-simd"):
+            compile_args.append("-fopenmp-simd")
+            macros.append(("FB_OPENMP_SIMD", "1"))
         if os.environ.get("FASTBP_NATIVE", "0") == "1":
             compile_args.append("-march=native")
             macros.append(("FASTBP_NATIVE", "1"))

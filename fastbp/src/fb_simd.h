@@ -81,16 +81,21 @@ static inline double fb_exp_d(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* n sits in the low bits of t; 2**n as two factors so that results in
-       the subnormal range (n down to -1077) are still exact powers of two. */
-    int64_t tbits, one_bits;
+    /* 2**n as two factors 2**n1 * 2**n2 (n1 = round(n/2), n2 = n - n1) so that
+       results in the subnormal range (n down to -1077) are still exact.  Each
+       factor's exponent bits come from the shifter trick: the integer k sits
+       in the low bits of k + shifter.  Only 64-bit add, subtract and left
+       shift on integers: all of them exist in AVX2 as well as AVX-512. */
+    double n1 = (n * 0.5 + shifter) - shifter;
+    double n2 = n - n1;
+    double t1 = n1 + shifter, t2 = n2 + shifter;
+    int64_t b1, b2, shifter_bits;
     const double shifter_copy = shifter;
-    memcpy(&tbits, &t, sizeof tbits);
-    memcpy(&one_bits, &shifter_copy, sizeof one_bits);
-    int64_t ni = tbits - one_bits;
-    int64_t n1 = ni / 2;
-    int64_t n2 = ni - n1;
-    int64_t b1 = (n1 + 1023) << 52, b2 = (n2 + 1023) << 52;
+    memcpy(&b1, &t1, sizeof b1);
+    memcpy(&b2, &t2, sizeof b2);
+    memcpy(&shifter_bits, &shifter_copy, sizeof shifter_bits);
+    b1 = (b1 - shifter_bits + 1023) << 52;
+    b2 = (b2 - shifter_bits + 1023) << 52;
     double s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
@@ -116,19 +121,34 @@ static inline float fb_exp_f(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t tbits, one_bits;
+    float n1 = (n * 0.5f + shifter) - shifter;    /* as in fb_exp_d */
+    float n2 = n - n1;
+    float t1 = n1 + shifter, t2 = n2 + shifter;
+    int32_t b1, b2, shifter_bits;
     const float shifter_copy = shifter;
-    memcpy(&tbits, &t, sizeof tbits);
-    memcpy(&one_bits, &shifter_copy, sizeof one_bits);
-    int32_t ni = tbits - one_bits;
-    int32_t n1 = ni / 2;
-    int32_t n2 = ni - n1;
-    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+    memcpy(&b1, &t1, sizeof b1);
+    memcpy(&b2, &t2, sizeof b2);
+    memcpy(&shifter_bits, &shifter_copy, sizeof shifter_bits);
+    b1 = (b1 - shifter_bits + 127) << 23;
+    b2 = (b2 - shifter_bits + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
     return p * s1 * s2;
 }
+
+/* `#pragma omp simd reduction(...)` where -fopenmp-simd (or -fopenmp) is on;
+   otherwise a plain serial loop.  Only reductions use it: they are the loops
+   the compiler may not vectorise under strict IEEE ordering. */
+#if defined(_OPENMP) || defined(FB_OPENMP_SIMD)
+#define FB_PRAGMA(x) _Pragma(#x)
+#define FB_SIMD_REDUCTION(spec) FB_PRAGMA(omp simd reduction(spec))
+#else
+#define FB_SIMD_REDUCTION(spec)
+#endif
+
+/* Elements exponentiated per flat pass of the softmax (fits in L1/L2). */
+#define FB_SOFTMAX_BLOCK 2048
 
 /* ---- elementwise loops, one version per dtype ----------------------------
  * FB_ELEMENTWISE(T, SUFFIX, EXP) stamps out the float and double versions.
@@ -169,61 +189,97 @@ FB_CLONES static void fb_sigmoid_backward_##S(const T *restrict dout,           
     for (ptrdiff_t i = 0; i < n; i++)                                                \
         dx[i] = dout[i] * ((T)1 - out[i]) * out[i];   /* the book's order */         \
 }                                                                                    \
-/* Softmax and cross-entropy of rows [0, n) of x (row stride c).                  */ \
-/* Writes probabilities y, returns the summed loss; labels are class indices.     */ \
-FB_CLONES static double fb_softmax_xent_labels_##S(const T *restrict x,             \
+/* Softmax works on blocks of rows: per row the maximum and x - max, then   */       \
+/* exp over the whole block as one flat loop (so rows of 10 classes still   */       \
+/* run at full SIMD width), then per row the sum, the division and the log. */       \
+/* `omp simd` reductions (-fopenmp-simd) keep partial maxima and sums in    */       \
+/* vector lanes; a NaN or +inf in a row makes the row NaN either way.       */       \
+static inline T fb_row_max_##S(const T *restrict xi, ptrdiff_t c)                    \
+{                                                                                    \
+    T row_max = xi[0];                                                               \
+    FB_SIMD_REDUCTION(max : row_max)                                                 \
+    for (ptrdiff_t j = 1; j < c; j++)                                                \
+        row_max = xi[j] > row_max ? xi[j] : row_max;                                 \
+    return row_max;                                                                  \
+}                                                                                    \
+static inline T fb_row_sum_##S(const T *restrict yi, ptrdiff_t c)                    \
+{                                                                                    \
+    T sum = 0;                                                                       \
+    FB_SIMD_REDUCTION(+ : sum)                                                       \
+    for (ptrdiff_t j = 0; j < c; j++)                                                \
+        sum += yi[j];                                                                \
+    return sum;                                                                      \
+}                                                                                    \
+/* Rows [i0, i1): row_max[i - i0] = max(x_i), y_i = exp(x_i - row_max).   */         \
+static inline void fb_softmax_exp_block_##S(const T *restrict x, T *restrict y,      \
+        T *restrict row_max, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t c)                \
+{                                                                                    \
+    for (ptrdiff_t i = i0; i < i1; i++) {                                            \
+        const T *xi = x + i * c;                                                     \
+        T *yi = y + i * c;                                                           \
+        T m = fb_row_max_##S(xi, c);                                                 \
+        row_max[i - i0] = m;                                                         \
+        for (ptrdiff_t j = 0; j < c; j++)                                            \
+            yi[j] = xi[j] - m;                                                       \
+    }                                                                                \
+    T *yb = y + i0 * c;                                                              \
+    ptrdiff_t len = (i1 - i0) * c;                                                   \
+    for (ptrdiff_t k = 0; k < len; k++)                                              \
+        yb[k] = EXP(yb[k]);                                                          \
+}                                                                                    \
+/* Softmax and cross-entropy of rows [0, n) of x (row stride c).           */        \
+/* Writes probabilities y and per-row loss, returns the summed loss;       */        \
+/* labels are class indices.                                               */        \
+FB_CLONES static double fb_softmax_xent_labels_##S(const T *restrict x,              \
         const int64_t *restrict labels, T *restrict y, T *restrict loss,             \
         ptrdiff_t n, ptrdiff_t c)                                                    \
 {                                                                                    \
+    T row_max[FB_SOFTMAX_BLOCK];                                                     \
+    ptrdiff_t rows = c >= FB_SOFTMAX_BLOCK ? 1 : FB_SOFTMAX_BLOCK / c;               \
     double total = 0.0;                                                              \
-    for (ptrdiff_t i = 0; i < n; i++) {                                              \
-        const T *xi = x + i * c;                                                     \
-        T *yi = y + i * c;                                                           \
-        T row_max = xi[0];                                                           \
-        for (ptrdiff_t j = 1; j < c; j++)                                            \
-            row_max = xi[j] > row_max ? xi[j] : row_max;                             \
-        T sum = 0;                                                                   \
-        for (ptrdiff_t j = 0; j < c; j++) {                                          \
-            T e = EXP(xi[j] - row_max);                                              \
-            yi[j] = e;                                                               \
-            sum += e;                                                                \
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
+        ptrdiff_t i1 = i0 + rows < n ? i0 + rows : n;                                \
+        fb_softmax_exp_block_##S(x, y, row_max, i0, i1, c);                          \
+        for (ptrdiff_t i = i0; i < i1; i++) {                                        \
+            const T *xi = x + i * c;                                                 \
+            T *yi = y + i * c;                                                       \
+            T sum = fb_row_sum_##S(yi, c);                                           \
+            for (ptrdiff_t j = 0; j < c; j++)                                        \
+                yi[j] = yi[j] / sum;                                                 \
+            T li = (T)log((double)sum) - (xi[labels[i]] - row_max[i - i0]);          \
+            loss[i] = li;                                                            \
+            total += (double)li;                                                     \
         }                                                                            \
-        for (ptrdiff_t j = 0; j < c; j++)                                            \
-            yi[j] = yi[j] / sum;                                                     \
-        T li = (T)log((double)sum) - (xi[labels[i]] - row_max);                      \
-        loss[i] = li;                                                                \
-        total += (double)li;                                                         \
     }                                                                                \
     return total;                                                                    \
 }                                                                                    \
-/* The same with target weights t (one-hot or soft, row stride c).              */ \
-/* Terms with t == 0 are skipped, so a -inf logit elsewhere costs nothing.       */ \
-FB_CLONES static double fb_softmax_xent_onehot_##S(const T *restrict x,             \
+/* The same with target weights t (one-hot or soft, row stride c).        */         \
+/* Terms with t == 0 are skipped, so a -inf logit elsewhere costs nothing. */        \
+FB_CLONES static double fb_softmax_xent_onehot_##S(const T *restrict x,              \
         const T *restrict t, T *restrict y, T *restrict loss, ptrdiff_t n,           \
         ptrdiff_t c)                                                                 \
 {                                                                                    \
+    T row_max[FB_SOFTMAX_BLOCK];                                                     \
+    ptrdiff_t rows = c >= FB_SOFTMAX_BLOCK ? 1 : FB_SOFTMAX_BLOCK / c;               \
     double total = 0.0;                                                              \
-    for (ptrdiff_t i = 0; i < n; i++) {                                              \
-        const T *xi = x + i * c, *ti = t + i * c;                                    \
-        T *yi = y + i * c;                                                           \
-        T row_max = xi[0];                                                           \
-        for (ptrdiff_t j = 1; j < c; j++)                                            \
-            row_max = xi[j] > row_max ? xi[j] : row_max;                             \
-        T sum = 0;                                                                   \
-        for (ptrdiff_t j = 0; j < c; j++) {                                          \
-            T e = EXP(xi[j] - row_max);                                              \
-            yi[j] = e;                                                               \
-            sum += e;                                                                \
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
+        ptrdiff_t i1 = i0 + rows < n ? i0 + rows : n;                                \
+        fb_softmax_exp_block_##S(x, y, row_max, i0, i1, c);                          \
+        for (ptrdiff_t i = i0; i < i1; i++) {                                        \
+            const T *xi = x + i * c, *ti = t + i * c;                                \
+            T *yi = y + i * c;                                                       \
+            T m = row_max[i - i0];                                                   \
+            T sum = fb_row_sum_##S(yi, c);                                           \
+            T log_sum = (T)log((double)sum);                                         \
+            T li = 0;                                                                \
+            for (ptrdiff_t j = 0; j < c; j++) {                                      \
+                yi[j] = yi[j] / sum;                                                 \
+                T term = ti[j] * (log_sum - (xi[j] - m));                            \
+                li += ti[j] != (T)0 ? term : (T)0;                                   \
+            }                                                                        \
+            loss[i] = li;                                                            \
+            total += (double)li;                                                     \
         }                                                                            \
-        T log_sum = (T)log((double)sum);                                             \
-        T li = 0;                                                                    \
-        for (ptrdiff_t j = 0; j < c; j++) {                                          \
-            yi[j] = yi[j] / sum;                                                     \
-            T term = ti[j] * (log_sum - (xi[j] - row_max));                          \
-            li += ti[j] != (T)0 ? term : (T)0;                                       \
-        }                                                                            \
-        loss[i] = li;                                                                \
-        total += (double)li;                                                         \
     }                                                                                \
     return total;                                                                    \
 }                                                                                    \
