@@ -39,6 +39,16 @@ class CommandError(Exception):
 # argument types
 # ---------------------------------------------------------------------------
 
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -151,9 +161,11 @@ def build_parser():
                    help="write the trained parameters with net.save")
     p.add_argument("--plot", metavar="CURVE.png", default=None,
                    help="plot the loss and accuracy curves (needs matplotlib)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="limit BLAS/OpenMP threads (threadpoolctl) and fastbp's kernel "
-                        "threads to N  [library defaults]")
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="BLAS and fastbp kernel threads (threadpoolctl); 0 keeps the "
+                        "library defaults. The book's nets are too small for threads to "
+                        "pay: on 2 cores one thread trained 784-50-10 10%% faster idle "
+                        "and 2x faster with the other core busy  [1]")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print only the final line")
     p.set_defaults(handler=cmd_train, command_parser=p)
@@ -312,7 +324,7 @@ def cmd_train(parser, args):
         print(title)
         print(f"data: {data_what}, {len(x_train)} train / {len(x_test)} test images; {length}",
               flush=True)
-    if args.threads is None:
+    if args.threads == 0:
         trainer.train()
     else:
         from .bench import thread_limits

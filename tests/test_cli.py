@@ -276,7 +276,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
     ["train", "--data", "cifar"],
     ["train", "--data", "mini", "--data-dir", "."],
     ["train", "--no-download"],
-    ["train", "--threads", "0"],
+    ["train", "--threads", "-1"],
     ["gradcheck", "--hidden", "0"],
     ["gradcheck", "--max-entries", "x"],
     ["info", "--verbose"],
