@@ -51,7 +51,9 @@ def set_num_threads(int n):
 
 
 def get_num_threads():
-    """Threads the elementwise kernels use for large arrays."""
+    """Threads the elementwise kernels use for large arrays (1 in a serial build)."""
+    if not FB_OPENMP:
+        return 1
     return _n_threads if _n_threads > 0 else fb_max_threads()
 
 

@@ -156,3 +156,30 @@ def test_layer_attributes_after_init_match_the_reference():
         for key in public:
             assert getattr(fast, key) is getattr(ref, key) or \
                 (getattr(fast, key) is None and getattr(ref, key) is None), (name, key)
+
+
+# --- which build is running: CI installs a release and a debug build and says
+# which it expects, so a build option that silently did nothing fails here.
+
+@pytest.mark.skipif(PURE or os.environ.get("FASTBP_EXPECT_OPENMP") is None,
+                    reason="FASTBP_EXPECT_OPENMP is not set (CI sets it for the serial build)")
+def test_openmp_build_is_the_expected_one(capsys):
+    expected = os.environ["FASTBP_EXPECT_OPENMP"] == "1"
+    assert backend.elementwise.openmp_enabled() is expected
+    fastbp.show_config()
+    line = next(l for l in capsys.readouterr().out.splitlines() if "openmp" in l)
+    assert ("yes" in line) is expected
+    if not expected:
+        assert "serial build" in line
+        assert fastbp.get_num_threads() == 1
+
+
+@pytest.mark.skipif(PURE or os.environ.get("FASTBP_EXPECT_BOUNDSCHECK") != "1",
+                    reason="FASTBP_EXPECT_BOUNDSCHECK is not set (CI sets it for the debug build)")
+def test_debug_build_checks_bounds():
+    import numpy as np
+    x = np.ones((2, 3))
+    W = np.ones((3, 4))
+    short_bias = np.ones(2)            # the kernel reads b[0..3]: out of bounds
+    with pytest.raises(IndexError):
+        backend.affine.affine_forward(x, W, short_bias, np.empty((2, 4)))
