@@ -75,12 +75,15 @@ def affine_input_2d(x, W):
     return x.reshape(x.shape[0], n_features)
 
 
-def softmax_inputs(x, t):
+def softmax_inputs(x, t, first_label_out_of_range=None):
     """Check logits and labels of SoftmaxWithLoss.
 
     Returns ``(x2d, t_checked, one_hot)``: x as (N, C); t as int64 indices (N,)
-    in [0, C) when ``one_hot`` is False, or as an (N, C) array when True.
+    in [0, C) when ``one_hot`` is False (C-contiguous when
+    ``first_label_out_of_range`` is given), or as an (N, C) array when True.
     A single sample (x of shape (C,), t a scalar or (C,)) is a batch of 1.
+    ``first_label_out_of_range(labels, C)``, if given, is a faster range check
+    (the compiled one): index of the first int64 label outside [0, C), or -1.
     """
     x = as_numeric_array("x", x)
     t = as_numeric_array("t", t)
@@ -107,11 +110,17 @@ def softmax_inputs(x, t):
     if t.shape[0] != n:
         raise ValueError(f"t: expected {n} labels to match x of shape {x.shape}, "
                          f"got {t.shape[0]}")
-    low, high = (int(t.min()), int(t.max()))
-    if low < 0 or high >= c:
-        bad = low if low < 0 else high
+    if first_label_out_of_range is not None:
+        labels = np.ascontiguousarray(t, dtype=np.int64)   # uint64 >= 2**63 turn negative
+        index = first_label_out_of_range(labels, c)
+        bad = None if index < 0 else int(t[index])
+    else:
+        labels = t.astype(np.int64, copy=False)
+        low, high = (int(t.min()), int(t.max()))
+        bad = low if low < 0 else high if high >= c else None
+    if bad is not None:
         raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
-    return x, t.astype(np.int64, copy=False), False
+    return x, labels, False
 
 
 def check_positive_number(name, value):

@@ -124,10 +124,17 @@ class Affine(_reference.Affine):
 class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
     __doc__ = _reference.SoftmaxWithLoss.__doc__
 
+    def __init__(self):
+        super().__init__()
+        self._kernel_y = None     # the 2-D y the kernel wrote (None: reference path)
+
     def forward(self, x, t):
-        x2d, labels, one_hot = _checks.softmax_inputs(x, t)
+        label_check = (_backend.elementwise.first_label_out_of_range
+                       if _backend.COMPILED else None)
+        x2d, labels, one_hot = _checks.softmax_inputs(x, t, label_check)
         dtype = kernel_dtype(x2d)
         if dtype is None:
+            self._kernel_y = None
             return super().forward(x, t)
         x2d = np.ascontiguousarray(x2d, dtype=dtype)
         y = np.empty_like(x2d)
@@ -136,26 +143,28 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
             labels = np.ascontiguousarray(labels, dtype=dtype)
             total = _backend.elementwise.softmax_xent_onehot(x2d, labels, y, per_sample)
         else:
-            labels = np.ascontiguousarray(labels)
             total = _backend.elementwise.softmax_xent_labels(x2d, labels, y, per_sample)
         self._x_shape = np.shape(x)
         self.t = t
         self._labels = labels
         self.y = y.reshape(self._x_shape)
+        self._kernel_y = y
         self.loss = total / x2d.shape[0]
         return self.loss
 
     def backward(self, dout=1):
         _checks.check_called_forward(self, "y")
-        y = self.y.reshape(-1, self.y.shape[-1])
-        if np.ndim(dout) != 0 or kernel_dtype(y) is None or y.dtype != self._labels.dtype \
-                and self._labels.ndim == 2:
+        y = self._kernel_y
+        # the kernel path needs a real scalar dout and the y forward wrote (not
+        # one the caller has assigned since: self.y is a view of the kernel's y)
+        if y is None or self.y.base is not y or isinstance(dout, (bool, np.bool_)) \
+                or not isinstance(dout, (int, float, np.integer, np.floating)):
             return super().backward(dout)
         dx = np.empty_like(y)
-        scale = float(dout) / y.shape[0]
+        scale = dout / y.shape[0]
         if self._labels.ndim == 2:
             _backend.elementwise.softmax_xent_backward_onehot(flat(y), flat(self._labels),
                                                               flat(dx), scale)
         else:
             _backend.elementwise.softmax_xent_backward_labels(y, self._labels, dx, scale)
-        return dx.reshape(self._x_shape)
+        return dx if len(self._x_shape) == 2 else dx.reshape(self._x_shape)
