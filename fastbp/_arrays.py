@@ -39,9 +39,10 @@ def contiguous(a, dtype=None):
 def like_layout(a, template):
     """``a`` laid out in memory like the contiguous array ``template``, so
     their flat (memory-order) views correspond element by element."""
+    # np.array(order=...) rather than np.ascontiguousarray, which makes a 0-d array 1-d
     if template.flags.c_contiguous:
-        return np.ascontiguousarray(a)
-    return np.asfortranarray(a)
+        return a if a.flags.c_contiguous else np.array(a, order="C")
+    return a if a.flags.f_contiguous else np.array(a, order="F")
 
 
 def flat(a):

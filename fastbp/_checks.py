@@ -114,13 +114,38 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
         labels = np.ascontiguousarray(t, dtype=np.int64)   # uint64 >= 2**63 turn negative
         index = first_label_out_of_range(labels, c)
         bad = None if index < 0 else int(t[index])
+        if bad is not None:
+            raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
     else:
         labels = t.astype(np.int64, copy=False)
-        low, high = (int(t.min()), int(t.max()))
-        bad = low if low < 0 else high if high >= c else None
-    if bad is not None:
-        raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
+        check_labels_in_range(t, c)
     return x, labels, False
+
+
+def check_nonempty_batch(x):
+    """ValueError for a batch of no samples (no mean loss exists over it)."""
+    if np.ndim(x) >= 1 and np.shape(x)[0] == 0:
+        raise ValueError(f"x: expected at least one sample, got an empty batch of shape "
+                         f"{np.shape(x)}")
+
+
+def scalar_dout(dout):
+    """The upstream gradient of a scalar loss: a real number (or 0-d array)."""
+    arr = as_numeric_array("dout", dout)
+    if arr.ndim != 0:
+        raise ValueError(f"dout: expected a scalar (the gradient of the mean loss), got an "
+                         f"array of shape {arr.shape}")
+    return dout if isinstance(dout, (int, float, np.number)) else arr[()]
+
+
+def check_labels_in_range(t, n_classes):
+    """ValueError unless integer labels ``t`` lie in [0, n_classes)."""
+    if t.size:
+        low, high = int(t.min()), int(t.max())
+        bad = low if low < 0 else high if high >= n_classes else None
+        if bad is not None:
+            raise ValueError(f"t: expected labels in [0, {n_classes - 1}] for {n_classes} "
+                             f"classes, got {bad}")
 
 
 def check_positive_number(name, value):

@@ -67,10 +67,10 @@ class Sigmoid(_reference.Sigmoid):
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, self.out.shape)
         dtype = kernel_dtype(dout, self.out)
-        if dtype is None:
-            return super().backward(dout)
-        out = contiguous(self.out, dtype)
-        dout = like_layout(dout.astype(dtype, copy=False), out)
+        if dtype is None or dout.dtype != self.out.dtype:
+            return super().backward(dout)   # mixed dtypes: NumPy rounds 1 - out in out's dtype
+        out = contiguous(self.out)
+        dout = like_layout(dout, out)
         dx = np.empty_like(dout)
         _backend.elementwise.sigmoid_backward(flat(dout), flat(out), flat(dx))
         return dx
@@ -86,12 +86,13 @@ class Affine(_reference.Affine):
     def forward(self, x):
         W, b = _checks.check_affine_params(self.W, self.b)
         x2d = _checks.affine_input_2d(x, W)
+        n, d = x2d.shape
+        # fastbp's limit whichever path computes (BLAS indexes with 32-bit ints)
+        _checks.check_blas_size(N=n, D=d, M=W.shape[1])
         dtype = kernel_dtype(x2d, W, b, integers_become_float=False)
         if dtype is None:
             self._x_kernel = None
             return super().forward(x)
-        n, d = x2d.shape
-        _checks.check_blas_size(N=n, D=d, M=W.shape[1])
         x_kernel = contiguous(x2d, dtype)
         out = np.empty((n, W.shape[1]), dtype=dtype)
         _backend.affine.affine_forward(x_kernel, contiguous(W, dtype),

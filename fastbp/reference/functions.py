@@ -59,6 +59,9 @@ def softmax(x):
     x: (C,) or (N, C) floating array; returns the same shape and dtype.
     """
     x = _as_float_array(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x: expected logits with at least one class on the last axis, "
+                         f"got shape {x.shape}")
     with np.errstate(invalid="ignore"):   # inf - inf in a row of infinities: NaN row
         shifted = x - np.max(x, axis=-1, keepdims=True)
     e = np.exp(shifted)
@@ -83,11 +86,15 @@ def cross_entropy_error(y, t):
     """
     y = _as_float_array(y, "y")
     t = _checks.as_numeric_array("t", t)
-    if y.ndim == 1:
-        t = t.reshape(1, t.size)
+    if y.ndim == 1:      # one sample: a one-hot (C,) or a single label
+        t = t.reshape(1, t.size) if t.size == y.size else t.reshape(-1)
         y = y.reshape(1, y.size)
-    if t.size == y.size:
+    if t.size == y.size and t.ndim == 2:
         t = t.argmax(axis=1)
+    if t.dtype.kind not in "iu" or t.shape != (y.shape[0],):
+        raise ValueError(f"t: expected {y.shape[0]} integer labels or one-hot labels of "
+                         f"shape {y.shape}, got dtype {t.dtype} and shape {t.shape}")
+    _checks.check_labels_in_range(t, y.shape[1])
     batch_size = y.shape[0]
     return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
 

@@ -116,7 +116,7 @@ class Affine:
         x2d = _checks.affine_input_2d(x, W)
         self.original_x_shape = np.shape(x)
         self.x = x2d
-        out = np.dot(self.x, W) + b
+        out = np.matmul(self.x, W) + b     # matmul: np.dot skips 0 * inf for 1x1 operands
         return out
 
     def backward(self, dout):
@@ -124,8 +124,8 @@ class Affine:
         W, _ = _checks.check_affine_params(self.W, self.b)
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, (self.x.shape[0], W.shape[1]))
-        dx = np.dot(dout, W.T)
-        self.dW = np.dot(self.x.T, dout)
+        dx = np.matmul(dout, W.T)
+        self.dW = np.matmul(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
         dx = dx.reshape(*self.original_x_shape)
         return dx
@@ -158,6 +158,7 @@ class SoftmaxWithLoss:
 
     def backward(self, dout=1):
         _checks.check_called_forward(self, "y")
+        dout = _checks.scalar_dout(dout)
         y = self.y.reshape(-1, self.y.shape[-1])
         batch_size = y.shape[0]
         if self._labels.ndim == 2:

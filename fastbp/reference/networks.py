@@ -128,6 +128,7 @@ class BaseNet:
 
         t: integer labels (N,) or one-hot (N, output_size).  Returns a float.
         """
+        _checks.check_nonempty_batch(x)
         y = self.predict(x)
         return float(self.lastLayer.forward(y, t)) + self._weight_decay_loss()
 
