@@ -244,8 +244,9 @@ FB_CLONES static double fb_softmax_xent_labels_##S(const T *restrict x,         
             const T *xi = x + i * c;                                                 \
             T *yi = y + i * c;                                                       \
             T sum = fb_row_sum_##S(yi, c);                                           \
+            T inv_sum = (T)1 / sum;       /* one division a row, then products */     \
             for (ptrdiff_t j = 0; j < c; j++)                                        \
-                yi[j] = yi[j] / sum;                                                 \
+                yi[j] = yi[j] * inv_sum;                                             \
             T li = (T)log((double)sum) - (xi[labels[i]] - row_max[i - i0]);          \
             loss[i] = li;                                                            \
             total += (double)li;                                                     \
@@ -272,8 +273,9 @@ FB_CLONES static double fb_softmax_xent_onehot_##S(const T *restrict x,         
             T sum = fb_row_sum_##S(yi, c);                                           \
             T log_sum = (T)log((double)sum);                                         \
             T li = 0;                                                                \
+            T inv_sum = (T)1 / sum;                                                  \
             for (ptrdiff_t j = 0; j < c; j++) {                                      \
-                yi[j] = yi[j] / sum;                                                 \
+                yi[j] = yi[j] * inv_sum;                                             \
                 T term = ti[j] * (log_sum - (xi[j] - m));                            \
                 li += ti[j] != (T)0 ? term : (T)0;                                   \
             }                                                                        \
