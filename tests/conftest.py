@@ -13,6 +13,14 @@ from hypothesis.extra import numpy as hnp
 
 PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
+# The full MNIST files sit beside the repository (../shared/data/mnist) in
+# development and CI.  fastbp.datasets.full_mnist_dir() finds them from a
+# source checkout only; point it there for an installed package too.
+_SHARED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                             "shared", "data", "mnist")
+if "FASTBP_MNIST_FULL" not in os.environ and os.path.isdir(_SHARED_MNIST):
+    os.environ["FASTBP_MNIST_FULL"] = os.path.normpath(_SHARED_MNIST)
+
 FLOAT_DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "strided", "readonly")
 

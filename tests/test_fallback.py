@@ -28,7 +28,10 @@ def core_is_built():
     """The compiled modules exist and import in a clean interpreter."""
     code = "import fastbp._affine, fastbp._elementwise, fastbp._optim"
     env = _env(None)
-    return subprocess.run([sys.executable, "-c", code], env=env,
+    # cwd=REPO (the directory fastbp was imported from): `python -c` puts the
+    # cwd first on sys.path, and from a checkout's root the uncompiled tree
+    # would shadow the installed package
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
                           capture_output=True).returncode == 0
 
 
