@@ -147,6 +147,9 @@ static inline float fb_exp_f(float x)
 #define FB_SIMD_REDUCTION(spec)
 #endif
 
+/* Rows shorter than this reduce with plain loops (measured: 100x10 softmax
+   3.6 us plain vs 4.4 us with omp-simd reductions; 256x1000 1030 vs 460 us). */
+#define FB_SHORT_ROW 32
 /* Elements exponentiated per flat pass of the softmax (fits in L1/L2). */
 #define FB_SOFTMAX_BLOCK 2048
 
@@ -194,9 +197,16 @@ FB_CLONES static void fb_sigmoid_backward_##S(const T *restrict dout,           
 /* run at full SIMD width), then per row the sum, the division and the log. */       \
 /* `omp simd` reductions (-fopenmp-simd) keep partial maxima and sums in    */       \
 /* vector lanes; a NaN or +inf in a row makes the row NaN either way.       */       \
+/* Short rows (the book's 10 classes) are faster as plain loops: a vector  */        \
+/* reduction's setup and tail cost more than it saves below ~32 elements.   */       \
 static inline T fb_row_max_##S(const T *restrict xi, ptrdiff_t c)                    \
 {                                                                                    \
     T row_max = xi[0];                                                               \
+    if (c < FB_SHORT_ROW) {                                                          \
+        for (ptrdiff_t j = 1; j < c; j++)                                            \
+            row_max = xi[j] > row_max ? xi[j] : row_max;                             \
+        return row_max;                                                              \
+    }                                                                                \
     FB_SIMD_REDUCTION(max : row_max)                                                 \
     for (ptrdiff_t j = 1; j < c; j++)                                                \
         row_max = xi[j] > row_max ? xi[j] : row_max;                                 \
@@ -205,6 +215,11 @@ static inline T fb_row_max_##S(const T *restrict xi, ptrdiff_t c)               
 static inline T fb_row_sum_##S(const T *restrict yi, ptrdiff_t c)                    \
 {                                                                                    \
     T sum = 0;                                                                       \
+    if (c < FB_SHORT_ROW) {                                                          \
+        for (ptrdiff_t j = 0; j < c; j++)                                            \
+            sum += yi[j];                                                            \
+        return sum;                                                                  \
+    }                                                                                \
     FB_SIMD_REDUCTION(+ : sum)                                                       \
     for (ptrdiff_t j = 0; j < c; j++)                                                \
         sum += yi[j];                                                                \
