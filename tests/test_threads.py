@@ -266,3 +266,33 @@ def test_affine_forward_releases_the_gil(restore_threads):
     for out in outs:
         np.testing.assert_allclose(out, x @ W + b, rtol=1e-12, atol=1e-12 * 256 * 25)
     print(f"\nAffine.forward overlap ratio: {ratio:.2f}")
+
+
+# --- whose thread count: fastbp follows OpenMP's own controls unless told ---
+
+def _threads_in_subprocess(env_extra, code="print(fastbp.get_num_threads())"):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FASTBP_PURE")}
+    env.update(env_extra)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.path.dirname(os.path.dirname(fastbp.__file__)), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-c", "import fastbp\n" + code], env=env,
+                          capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(fastbp.__file__)))
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not fastbp.COMPILED or not fastbp._backend.elementwise.openmp_enabled(),
+                    reason="needs the compiled core built with OpenMP")
+def test_kernel_threads_follow_omp_num_threads_threadpoolctl_and_set_num_threads():
+    assert _threads_in_subprocess({"OMP_NUM_THREADS": "1"}) == 1
+    assert _threads_in_subprocess({"OMP_NUM_THREADS": "3"}) == 3
+    limited = ("import threadpoolctl\n"
+               "with threadpoolctl.threadpool_limits(limits=1, user_api='openmp'):\n"
+               "    inside = fastbp.get_num_threads()\n"
+               "print(inside)")
+    assert _threads_in_subprocess({"OMP_NUM_THREADS": "3"}, limited) == 1
+    explicit = "fastbp.set_num_threads(2)\nprint(fastbp.get_num_threads())"
+    assert _threads_in_subprocess({"OMP_NUM_THREADS": "1"}, explicit) == 2
