@@ -15,7 +15,9 @@ Every row times one piece of work three ways (four with PyTorch):
              ``F.cross_entropy``, ``torch.optim.SGD``.
 
 Each column is the median over ``repeat`` repeats (7; ``--quick``: 3) of
-the time per call, each repeat running enough calls to last >= 20 ms
+the time per call, the columns of a row taking turns repeat by repeat (so a
+slow spell of a shared machine hits all of them), each repeat running enough
+calls to last >= 20 ms
 (``--quick``: 2 ms), after one warm-up call; ``ratio`` is reference/fastbp
 (> 1: fastbp is faster) and ``fast_over_floor`` is fastbp/floor.
 
@@ -316,13 +318,8 @@ def _build_case(name, dtype, torch):
 # timing
 # ---------------------------------------------------------------------------
 
-def time_per_call(fn, repeat=FULL["repeat"], min_time=FULL["min_time"]):
-    """Median seconds per call of ``fn()`` and the calls per repeat.
-
-    One warm-up call, then the number of calls per repeat is grown until one
-    repeat lasts >= ``min_time`` seconds; ``repeat`` repeats of that many
-    calls are timed with ``timeit`` (garbage collection off while timing).
-    """
+def _calibrated(fn, min_time):
+    """(timer, number): ``number`` calls of ``fn`` last >= ``min_time`` seconds."""
     timer = timeit.Timer(fn)
     fn()                                    # warm-up: allocations, BLAS threads, caches
     number = 1
@@ -331,8 +328,34 @@ def time_per_call(fn, repeat=FULL["repeat"], min_time=FULL["min_time"]):
         grow = min_time * 1.2 / max(elapsed, 1e-9)
         number = min(max(number + 1, math.ceil(number * grow)), 10 ** 7)
         elapsed = timer.timeit(number)
+    return timer, number
+
+
+def time_per_call(fn, repeat=FULL["repeat"], min_time=FULL["min_time"]):
+    """Median seconds per call of ``fn()`` and the calls per repeat.
+
+    One warm-up call, then the number of calls per repeat is grown until one
+    repeat lasts >= ``min_time`` seconds; ``repeat`` repeats of that many
+    calls are timed with ``timeit`` (garbage collection off while timing).
+    """
+    timer, number = _calibrated(fn, min_time)
     times = timer.repeat(repeat=repeat, number=number)
     return statistics.median(times) / number, number
+
+
+def time_interleaved(fns, repeat=FULL["repeat"], min_time=FULL["min_time"]):
+    """Median seconds per call of each function in ``fns`` (name -> callable).
+
+    Like ``time_per_call``, but the repeats take turns (a repeat of each
+    function, then the next round), so a slow spell of a shared machine hits
+    every column alike and the ratios between columns stay meaningful.
+    """
+    calibrated = {name: _calibrated(fn, min_time) for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, (timer, number) in calibrated.items():
+            times[name].append(timer.timeit(number) / number)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @contextlib.contextmanager
@@ -383,14 +406,10 @@ def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
         for dtype in dtypes:
             for name, baseline in selected:
                 fns = _build_case(name, np.dtype(dtype), torch)
-                us = {}
-                for column in ("reference", "fastbp", "floor", "torch"):
-                    fn = fns[column]
-                    if fn is None:
-                        us[column] = None
-                        continue
-                    seconds, _ = time_per_call(fn, setup["repeat"], setup["min_time"])
-                    us[column] = seconds * 1e6
+                columns = ("reference", "fastbp", "floor", "torch")
+                present = {c: fns[c] for c in columns if fns[c] is not None}
+                seconds = time_interleaved(present, setup["repeat"], setup["min_time"])
+                us = {c: seconds[c] * 1e6 if c in seconds else None for c in columns}
                 row = {
                     "name": name, "dtype": np.dtype(dtype).name, "threads": threads,
                     "baseline": baseline,

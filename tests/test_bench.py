@@ -169,3 +169,13 @@ def test_format_table_of_collected_rows(quick_rows):
     for name in EXPECTED_NAMES:
         assert sum(line.startswith(name + " ") for line in lines) == 2     # once per dtype
     assert ("torch µs" in text) == torch_available()
+
+
+def test_time_interleaved_times_every_function_in_turns():
+    order = []
+    fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    seconds = bench.time_interleaved(fns, repeat=3, min_time=0.0)
+    assert set(seconds) == {"a", "b"}
+    assert all(s > 0 for s in seconds.values())
+    # after calibration (warm-up + one timing call each), repeats alternate a, b, a, b, a, b
+    assert order[-6:] == ["a", "b"] * 3
