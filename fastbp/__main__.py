@@ -12,10 +12,11 @@ exit code: 0 success, 1 runtime failure (failed gradient check, unreadable
 data), 2 bad arguments (argparse usage errors, a missing optional dependency).
 """
 import argparse
-import math
 import os
 import sys
 import time
+
+from ._argtypes import non_negative_int, positive_float, positive_int
 
 DEFAULT_EPOCHS = 40          # 4,000 steps on the 10k subset: test accuracy ~0.91
 DEFAULT_HIDDEN = 50
@@ -38,47 +39,6 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------
 # argument types
 # ---------------------------------------------------------------------------
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
-
 
 def hidden_sizes(text):
     """'50' -> [50]; '100,50' -> [100, 50] (a list: MultiLayerNet)."""

@@ -80,72 +80,92 @@ cdef inline void _chunk_bounds(Py_ssize_t n, int chunk, int n_chunks,
     length[0] = min(per, n - start[0])
 
 
+cdef enum Op:
+    RELU_FORWARD
+    RELU_BACKWARD
+    SIGMOID_FORWARD
+    SIGMOID_BACKWARD
+
+
+cdef void _split_elementwise(Op op, const floating *a, const floating *b,
+                             const uint8_t *mask_in, floating *out, uint8_t *mask_out,
+                             Py_ssize_t n) noexcept nogil:
+    """Run elementwise loop `op` over n elements, one chunk per thread.
+
+    Inputs a, b, mask_in and outputs out, mask_out are flat arrays of n
+    elements (NULL where `op` doesn't use them); n > 0.
+    """
+    cdef int chunk, n_chunks = _chunks(n)
+    cdef Py_ssize_t start, length
+    for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
+        _chunk_bounds(n, chunk, n_chunks, &start, &length)
+        if length == 0:              # a trailing empty chunk
+            continue
+        if floating is float:
+            if op == RELU_FORWARD:
+                fb_relu_forward_f(a + start, out + start, mask_out + start, length)
+            elif op == RELU_BACKWARD:
+                fb_relu_backward_f(a + start, mask_in + start, out + start, length)
+            elif op == SIGMOID_FORWARD:
+                fb_sigmoid_forward_f(a + start, out + start, length)
+            else:
+                fb_sigmoid_backward_f(a + start, b + start, out + start, length)
+        else:
+            if op == RELU_FORWARD:
+                fb_relu_forward_d(a + start, out + start, mask_out + start, length)
+            elif op == RELU_BACKWARD:
+                fb_relu_backward_d(a + start, mask_in + start, out + start, length)
+            elif op == SIGMOID_FORWARD:
+                fb_sigmoid_forward_d(a + start, out + start, length)
+            else:
+                fb_sigmoid_backward_d(a + start, b + start, out + start, length)
+
+
+cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) except -1:
+    """A guard under the Python-side checks: the loops trust these lengths."""
+    if a != n or b != n:
+        raise ValueError(f"{kernel}: expected arrays of {n} elements, got {a} and {b}")
+    return 0
+
+
 def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
     """out = where(x <= 0, 0, x); mask = (x <= 0).  All of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, length
-    cdef int chunk, n_chunks = _chunks(n)
-    if n == 0:
+    _check_lengths("relu_forward", x.shape[0], out.shape[0], mask.shape[0])
+    if x.shape[0] == 0:
         return
     with nogil:
-        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-            _chunk_bounds(n, chunk, n_chunks, &start, &length)
-            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
-                continue
-            if floating is float:
-                fb_relu_forward_f(&x[start], &out[start], &mask[start], length)
-            else:
-                fb_relu_forward_d(&x[start], &out[start], &mask[start], length)
+        _split_elementwise(RELU_FORWARD, &x[0], <const floating *>NULL, NULL,
+                           &out[0], &mask[0], x.shape[0])
 
 
 def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx):
     """dx = where(mask, 0, dout).  All of length n."""
-    cdef Py_ssize_t n = dout.shape[0], start, length
-    cdef int chunk, n_chunks = _chunks(n)
-    if n == 0:
+    _check_lengths("relu_backward", dout.shape[0], mask.shape[0], dx.shape[0])
+    if dout.shape[0] == 0:
         return
     with nogil:
-        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-            _chunk_bounds(n, chunk, n_chunks, &start, &length)
-            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
-                continue
-            if floating is float:
-                fb_relu_backward_f(&dout[start], &mask[start], &dx[start], length)
-            else:
-                fb_relu_backward_d(&dout[start], &mask[start], &dx[start], length)
+        _split_elementwise(RELU_BACKWARD, &dout[0], <const floating *>NULL, &mask[0],
+                           &dx[0], NULL, dout.shape[0])
 
 
 def sigmoid_forward(const floating[::1] x, floating[::1] out):
     """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, length
-    cdef int chunk, n_chunks = _chunks(n)
-    if n == 0:
+    _check_lengths("sigmoid_forward", x.shape[0], out.shape[0], out.shape[0])
+    if x.shape[0] == 0:
         return
     with nogil:
-        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-            _chunk_bounds(n, chunk, n_chunks, &start, &length)
-            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
-                continue
-            if floating is float:
-                fb_sigmoid_forward_f(&x[start], &out[start], length)
-            else:
-                fb_sigmoid_forward_d(&x[start], &out[start], length)
+        _split_elementwise(SIGMOID_FORWARD, &x[0], <const floating *>NULL, NULL,
+                           &out[0], NULL, x.shape[0])
 
 
 def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating[::1] dx):
     """dx = dout * (1 - out) * out.  All of length n."""
-    cdef Py_ssize_t n = dout.shape[0], start, length
-    cdef int chunk, n_chunks = _chunks(n)
-    if n == 0:
+    _check_lengths("sigmoid_backward", dout.shape[0], out.shape[0], dx.shape[0])
+    if dout.shape[0] == 0:
         return
     with nogil:
-        for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-            _chunk_bounds(n, chunk, n_chunks, &start, &length)
-            if length == 0:          # a trailing empty chunk: &x[n] is out of bounds
-                continue
-            if floating is float:
-                fb_sigmoid_backward_f(&dout[start], &out[start], &dx[start], length)
-            else:
-                fb_sigmoid_backward_d(&dout[start], &out[start], &dx[start], length)
+        _split_elementwise(SIGMOID_BACKWARD, &dout[0], &out[0], NULL, &dx[0], NULL,
+                           dout.shape[0])
 
 
 def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,

@@ -37,6 +37,8 @@ import timeit
 
 import numpy as np
 
+from ._argtypes import positive_int
+
 __all__ = ["CASES", "DESCRIPTION", "add_arguments", "collect", "format_table", "run",
            "run_args", "thread_limits", "time_per_call"]
 
@@ -508,21 +510,11 @@ def _legend(with_torch=False):
 # command line
 # ---------------------------------------------------------------------------
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(parser):
     """Add the bench options to ``parser`` (used by ``fastbp bench``)."""
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                         help="[both]")
-    parser.add_argument("--threads", type=_positive_int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="BLAS/OpenMP threads (threadpoolctl) and fastbp's kernel "
                              "threads  [1]")
     parser.add_argument("--quick", action="store_true",
