@@ -375,3 +375,16 @@ def test_set_num_threads_round_trip():
     finally:
         _elementwise.set_num_threads(0)
     assert _elementwise.get_num_threads() == default
+
+
+@pytest.mark.parametrize("call", [
+    lambda: _elementwise.relu_forward(np.ones(4), np.empty(3), np.empty(4, np.uint8)),
+    lambda: _elementwise.relu_backward(np.ones(4), np.zeros(4, np.uint8), np.empty(5)),
+    lambda: _elementwise.sigmoid_forward(np.ones(4), np.empty(2)),
+    lambda: _elementwise.sigmoid_backward(np.ones(4), np.ones(4), np.empty(3)),
+], ids=["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward"])
+def test_elementwise_kernels_refuse_arrays_of_different_lengths(call):
+    # the Python layers never pass these; the guard keeps a misuse from
+    # reading or writing past an array
+    with pytest.raises(ValueError, match="expected arrays of"):
+        call()
