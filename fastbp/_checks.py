@@ -4,6 +4,7 @@ Every public entry point validates here, in Python, before any computation:
 one clear error naming the argument, what was expected and what came.  The
 compiled kernels never see an array these functions have not approved.
 """
+import math
 import numbers
 
 import numpy as np
@@ -68,7 +69,7 @@ def affine_input_2d(x, W):
     if x.ndim < 2:
         raise ValueError(f"x: expected a batch of shape (N, {W.shape[0]}) or (N, d1, d2, ...), "
                          f"got shape {x.shape}; a single sample is x.reshape(1, -1)")
-    n_features = int(np.prod(x.shape[1:], dtype=np.int64))
+    n_features = math.prod(x.shape[1:])      # Python ints: no overflow, no NumPy call
     if n_features != W.shape[0]:
         raise ValueError(f"x: expected {W.shape[0]} features per sample to match "
                          f"W of shape {W.shape}, got {n_features} (x of shape {x.shape})")
