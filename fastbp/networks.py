@@ -78,7 +78,7 @@ class _FastTrainStep:
             x2d = _checks.affine_input_2d(x, W1)
         n = x2d.shape[0]
         _checks.check_nonempty_batch(x2d if x2d is x else x)
-        _checks.check_blas_size(N=n, **{f"size{i}": s for i, s in enumerate(self._sizes)})
+        _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
         t = self._checked_labels(t, n)
         if not self._fast_path_ok(x2d):
             return super().train_step(x, t, optimizer)
