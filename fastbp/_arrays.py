@@ -6,14 +6,6 @@ from . import _backend
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def compute_dtype(*arrays):
-    """The floating dtype NumPy would compute ``arrays`` in (ints -> float64)."""
-    dtype = np.result_type(*arrays)
-    if dtype.kind in "biu":
-        return np.dtype(np.float64)
-    return dtype
-
-
 def kernel_dtype(*arrays, integers_become_float=True):
     """float32 or float64 when a compiled kernel can compute ``arrays``,
     else None (float16, longdouble, or no compiled core: use the reference).
@@ -21,9 +13,11 @@ def kernel_dtype(*arrays, integers_become_float=True):
     (NumPy keeps x @ W integer; so does the reference)."""
     if not _backend.COMPILED:
         return None
-    if not integers_become_float and np.result_type(*arrays).kind in "biu":
-        return None
-    dtype = compute_dtype(*arrays)
+    dtype = np.result_type(*arrays)
+    if dtype.kind in "biu":
+        if not integers_become_float:
+            return None
+        dtype = np.dtype(np.float64)
     return dtype if dtype in _KERNEL_DTYPES else None
 
 

@@ -23,7 +23,7 @@ class Relu(_reference.Relu):
 
     def forward(self, x):
         x = _checks.as_numeric_array("x", x)
-        if x.dtype not in (np.float32, np.float64) or kernel_dtype(x) is None:
+        if kernel_dtype(x, integers_become_float=False) is None:
             return super().forward(x)      # integers stay integers, as in the book
         x = contiguous(x)
         out = np.empty_like(x)
@@ -36,7 +36,7 @@ class Relu(_reference.Relu):
         _checks.check_called_forward(self, "mask")
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, self.mask.shape)
-        if dout.dtype not in (np.float32, np.float64) or kernel_dtype(dout) is None:
+        if kernel_dtype(dout, integers_become_float=False) is None:
             return super().backward(dout)
         mask = contiguous(self.mask)
         dout = like_layout(dout, mask)

@@ -9,6 +9,9 @@ batch shape, no input gradient for the first layer, and with SGD the update
 fused into the weight-gradient GEMM (W = (1 - lr*lambda) * W - lr * x.T @ dz).
 After ``train_step`` the layers' cached attributes (``.x``, ``.dW``, ...)
 are not refreshed; ``gradient()`` still returns fresh arrays.
+The batch is cast to the net's dtype first (uint8 or float32 images into a
+float64 net; float64 images into a float32 net compute in float32, where
+``gradient()`` would follow NumPy's result dtype).
 """
 import numpy as np
 
@@ -44,7 +47,8 @@ class _Workspace:
         self.dh_flat = [d.reshape(-1) for d in self.dh]
         self.z_flat = [z.reshape(-1) for z in self.z[:-1]]
         self.dz_flat = [d.reshape(-1) for d in self.dz[:-1]]
-        self.mask = [np.empty(h.size, np.uint8) for h in self.h] if activation == "relu" else []
+        self.relu = activation == "relu"
+        self.mask = [np.empty(h.size, np.uint8) for h in self.h] if self.relu else []
 
 
 class _FastTrainStep:
@@ -53,7 +57,7 @@ class _FastTrainStep:
     layers_module = _layers
     _workspace = None
 
-    def _fast_path_ok(self, x2d):
+    def _fast_path_ok(self):
         if not _backend.COMPILED or self.dtype not in (np.float32, np.float64):
             return False
         return all(p.dtype == self.dtype and p.flags.c_contiguous and p.flags.writeable
@@ -80,7 +84,7 @@ class _FastTrainStep:
         _checks.check_nonempty_batch(x2d if x2d is x else x)
         _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
         t = self._checked_labels(t, n)
-        if not self._fast_path_ok(x2d):
+        if not self._fast_path_ok():
             return super().train_step(x, t, optimizer)
         ws = self._get_workspace(n)
         if x2d.dtype == self.dtype and x2d.flags.c_contiguous:
@@ -96,26 +100,24 @@ class _FastTrainStep:
         """Labels as int64 (N,) or one-hot (N, C); the same errors as SoftmaxWithLoss."""
         n_classes = self._sizes[-1]
         if isinstance(t, np.ndarray) and t.ndim == 1 and t.dtype.kind in "iu" \
-                and t.shape[0] == n and n > 0 and _backend.COMPILED:
+                and t.shape[0] == n and _backend.COMPILED:
             labels = t.astype(np.int64, copy=False)
             if not labels.flags.c_contiguous:
                 labels = np.ascontiguousarray(labels)
             if _backend.elementwise.first_label_out_of_range(labels, n_classes) < 0:
                 return labels
         logits_shape = np.broadcast_to(np.zeros((), self.dtype), (n, n_classes))
-        _, checked, one_hot = _checks.softmax_inputs(logits_shape, t)   # raises if bad
-        return checked if not one_hot else np.asarray(checked)
+        return _checks.softmax_inputs(logits_shape, t)[1]   # raises if bad
 
     def _forward_loss(self, ws, x_in, t):
         affine, elementwise = _backend.affine, _backend.elementwise
         n_affine = len(self._sizes) - 1
-        relu = getattr(self, "activation", "relu") == "relu"
         h = x_in
         for i in range(1, n_affine + 1):
             z = ws.z[i - 1]
             affine.affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"], z)
             if i < n_affine:
-                if relu:
+                if ws.relu:
                     elementwise.relu_forward(ws.z_flat[i - 1], ws.h_flat[i - 1], ws.mask[i - 1])
                 else:
                     elementwise.sigmoid_forward(ws.z_flat[i - 1], ws.h_flat[i - 1])
@@ -135,7 +137,6 @@ class _FastTrainStep:
     def _backward_update(self, ws, x_in, t, optimizer):
         affine, elementwise = _backend.affine, _backend.elementwise
         n_affine = len(self._sizes) - 1
-        relu = getattr(self, "activation", "relu") == "relu"
         lam = self.weight_decay_lambda
         fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD)
         if fused_sgd:
@@ -154,7 +155,7 @@ class _FastTrainStep:
                 affine.affine_backward(ws.dz[i - 1], h_in.T, W.T, dx, dW, db,
                                        1.0, lam, i > 1, 0.0)
             if i > 1:
-                if relu:
+                if ws.relu:
                     elementwise.relu_backward(ws.dh_flat[i - 2], ws.mask[i - 2], ws.dz_flat[i - 2])
                 else:
                     elementwise.sigmoid_backward(ws.dh_flat[i - 2], ws.h_flat[i - 2],

@@ -10,17 +10,11 @@ from .common import (BATCHES, DTYPES, IMPL, IMPLS, INPUT_SIZE, WIDTHS, CachedDat
                      take)
 
 
-class _Activation(CachedData):
+class _Layer(CachedData):
+    """Times ``self.layer`` on ``self.x`` / ``self.dout``, set by ``setup``."""
+
     params = [IMPLS, DTYPES, BATCHES, WIDTHS]
     param_names = ["impl", "dtype", "batch", "width"]
-    layer_name = None
-
-    def setup(self, cache, impl, dtype, batch, width):
-        self.limit_threads()
-        self.layer = getattr(IMPL[impl].layers, self.layer_name)()
-        self.x = take(cache["act"], (batch, width), dtype)
-        self.dout = take(cache["dact"], (batch, width), dtype)
-        self.layer.forward(self.x)
 
     def time_forward(self, cache, impl, dtype, batch, width):
         self.layer.forward(self.x)
@@ -34,6 +28,17 @@ class _Activation(CachedData):
         return {"out": out, "dx": dx}
 
 
+class _Activation(_Layer):
+    layer_name = None
+
+    def setup(self, cache, impl, dtype, batch, width):
+        self.limit_threads()
+        self.layer = getattr(IMPL[impl].layers, self.layer_name)()
+        self.x = take(cache["act"], (batch, width), dtype)
+        self.dout = take(cache["dact"], (batch, width), dtype)
+        self.layer.forward(self.x)
+
+
 class Relu(_Activation):
     layer_name = "Relu"
 
@@ -42,11 +47,8 @@ class Sigmoid(_Activation):
     layer_name = "Sigmoid"
 
 
-class Affine(CachedData):
+class Affine(_Layer):
     """x (batch, 784) @ W (784, width) + b; backward gives dx, dW and db."""
-
-    params = [IMPLS, DTYPES, BATCHES, WIDTHS]
-    param_names = ["impl", "dtype", "batch", "width"]
 
     def setup(self, cache, impl, dtype, batch, width):
         self.limit_threads()
@@ -57,13 +59,5 @@ class Affine(CachedData):
         self.dout = take(cache["dact"], (batch, width), dtype)
         self.layer.forward(self.x)
 
-    def time_forward(self, cache, impl, dtype, batch, width):
-        self.layer.forward(self.x)
-
-    def time_backward(self, cache, impl, dtype, batch, width):
-        self.layer.backward(self.dout)
-
     def result(self):
-        out = self.layer.forward(self.x)
-        dx = self.layer.backward(self.dout)
-        return {"out": out, "dx": dx, "dW": self.layer.dW, "db": self.layer.db}
+        return dict(super().result(), dW=self.layer.dW, db=self.layer.db)

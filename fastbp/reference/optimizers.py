@@ -178,21 +178,12 @@ class Momentum(Optimizer):
         param += v
 
 
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov's accelerated gradient, in the book's form.  State ``v``.
 
     v *= momentum; v -= lr * g; p += momentum**2 * v; p -= (1 + momentum) * lr * g.
+    Same hyperparameters and state as Momentum; only the update differs.
     """
-
-    _state_names = ("v",)
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        super().__init__()
-        self.lr = _checks.check_positive_number("lr", lr)
-        self.momentum = _checks.check_positive_number("momentum", momentum)
-
-    def _hyperparameters(self):
-        return {"lr": self.lr, "momentum": self.momentum}
 
     def _update_one(self, key, param, grad):
         v = self._state("v", key, param)
