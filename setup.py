@@ -40,7 +40,8 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("_affine"), extension("_elementwise"), extension("_optim")],
+        [extension("_affine"), extension("_elementwise"), extension("_optim"),
+         extension("_train")],
         compiler_directives={
             "language_level": 3, "boundscheck": DEBUG, "wraparound": DEBUG,
             "initializedcheck": DEBUG, "cdivision": True, "embedsignature": True,

@@ -4,11 +4,7 @@ layouts, reshapes) lives in fastbp/layers.py.
 """
 from cython cimport floating
 from ._blas cimport gemm
-
-# Columns of the bias gradient accumulated at once in a stack buffer.
-cdef enum:
-    DB_BLOCK = 256
-
+from ._dense cimport column_sums
 
 cdef void _affine_forward(const floating[:, :] x,      # IN  (N, D)
                           const floating[:, :] W,      # IN  (D, M)
@@ -19,29 +15,6 @@ cdef void _affine_forward(const floating[:, :] x,      # IN  (N, D)
         for j in range(out.shape[1]):
             out[i, j] = b[j]
     gemm(<floating>1, x, W, <floating>1, out)
-
-
-cdef void _column_sums(const floating[:, ::1] dout,    # IN  (N, M)
-                       floating[::1] db,               # IN/OUT (M,)
-                       floating alpha, floating beta) noexcept nogil:
-    """db = alpha * dout.sum(axis=0) + beta * db, rows added in order."""
-    cdef floating acc[DB_BLOCK]
-    cdef Py_ssize_t i, j, j0, block, width
-    cdef Py_ssize_t n = dout.shape[0], m = dout.shape[1]
-    for block in range((m + DB_BLOCK - 1) // DB_BLOCK):
-        j0 = block * DB_BLOCK
-        width = min(DB_BLOCK, m - j0)
-        for j in range(width):
-            acc[j] = 0
-        for i in range(n):
-            for j in range(width):
-                acc[j] += dout[i, j0 + j]
-        if beta == 0:                        # db may hold garbage: don't read it
-            for j in range(width):
-                db[j0 + j] = alpha * acc[j]
-        else:
-            for j in range(width):
-                db[j0 + j] = alpha * acc[j] + beta * db[j0 + j]
 
 
 def affine_forward(const floating[:, :] x, const floating[:, :] W,
@@ -74,4 +47,6 @@ def affine_backward(const floating[:, ::1] dout, const floating[:, :] xT,
         if compute_dx:
             gemm(<floating>1, dout_strided, WT, <floating>0, dx)
         gemm(a, xT, dout_strided, bt, dW)
-        _column_sums(dout, db, a, bias_bt)
+        if dout.shape[1] > 0:           # (an empty batch still scales db by bias_beta)
+            column_sums(&dout[0, 0] if dout.shape[0] > 0 else NULL, &db[0],
+                        dout.shape[0], dout.shape[1], a, bias_bt)

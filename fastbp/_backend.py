@@ -10,7 +10,7 @@ import warnings
 
 REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
-affine = elementwise = optim = None
+affine = elementwise = optim = train = None
 COMPILED = False
 REASON = ""
 
@@ -19,8 +19,9 @@ if REQUESTED_PURE:
 else:
     try:
         import importlib
-        affine, elementwise, optim = (importlib.import_module(f"{__package__}.{name}")
-                                      for name in ("_affine", "_elementwise", "_optim"))
+        affine, elementwise, optim, train = (
+            importlib.import_module(f"{__package__}.{name}")
+            for name in ("_affine", "_elementwise", "_optim", "_train"))
         COMPILED = True
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"

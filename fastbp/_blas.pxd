@@ -23,6 +23,28 @@ cdef inline void _blas_operand(const floating[:, :] a, char *trans, int *ld) noe
         ld[0] = <int>(rows if rows > 1 else 1)
 
 
+cdef inline void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k,
+                               floating alpha, const floating *A, int ld_a,
+                               const floating *B, int ld_b, floating beta,
+                               floating *C, int ld_c) noexcept nogil:
+    """C = alpha * op(A) @ op(B) + beta * C on row-major arrays.
+
+    op(A) is (m, k): A itself (row stride ld_a) or, with trans_a, the
+    transpose of a row-major (k, m) array; likewise op(B) (k, n); C (m, n)
+    with row stride ld_c.  m, n, k > 0.  Column-major BLAS computes it as
+    C.T = op(B).T @ op(A).T, a row-major array being its transpose in
+    column-major order.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *>B, &ld_b,
+              <float *>A, &ld_a, &beta, C, &ld_c)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *>B, &ld_b,
+              <double *>A, &ld_a, &beta, C, &ld_c)
+
+
 cdef inline void gemm(floating alpha,
                       const floating[:, :] A,     # IN  (m, k)
                       const floating[:, :] B,     # IN  (k, n)
@@ -32,7 +54,6 @@ cdef inline void gemm(floating alpha,
     cdef int m = <int>C.shape[0], n = <int>C.shape[1], k = <int>A.shape[1]
     cdef char trans_a, trans_b
     cdef int ld_a, ld_b
-    cdef int ld_c = n if n > 1 else 1
     cdef Py_ssize_t i, j
     if m == 0 or n == 0:
         return
@@ -43,9 +64,5 @@ cdef inline void gemm(floating alpha,
         return
     _blas_operand(A, &trans_a, &ld_a)
     _blas_operand(B, &trans_b, &ld_b)
-    if floating is float:
-        sgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <float *>&B[0, 0], &ld_b,
-              <float *>&A[0, 0], &ld_a, &beta, &C[0, 0], &ld_c)
-    else:
-        dgemm(&trans_b, &trans_a, &n, &m, &k, &alpha, <double *>&B[0, 0], &ld_b,
-              <double *>&A[0, 0], &ld_a, &beta, &C[0, 0], &ld_c)
+    gemm_rowmajor(trans_a == b'T', trans_b == b'T', m, n, k, alpha, &A[0, 0], ld_a,
+                  &B[0, 0], ld_b, beta, &C[0, 0], n if n > 1 else 1)

@@ -25,34 +25,25 @@ __all__ = ["TwoLayerNet", "MultiLayerNet"]
 
 
 class _Workspace:
-    """Every array one training step writes, for batch size n and a dtype."""
+    """The compiled step's buffers for batch size n and a dtype, plus the
+    arrays train_step hands it: the cast input and gradient arrays (for
+    optimizers other than SGD)."""
 
     def __init__(self, sizes, n, dtype, activation):
-        n_affine = len(sizes) - 1
         self.key = (n, dtype)
+        self.step = _backend.train.MLPStep(sizes, n, dtype, activation)
         self.x = np.empty((n, sizes[0]), dtype)                       # input cast to dtype
-        self.z = [np.empty((n, m), dtype) for m in sizes[1:]]        # affine outputs
-        self.h = [np.empty((n, m), dtype) for m in sizes[1:-1]]      # activations
-        self.dh = [np.empty((n, m), dtype) for m in sizes[1:-1]]     # d loss / d h
-        self.dz = [np.empty((n, m), dtype) for m in sizes[1:]]       # d loss / d z
-        self.y = np.empty((n, sizes[-1]), dtype)
-        self.per_sample_loss = np.empty(n, dtype)
-        self.no_dx = np.empty((0, 0), dtype)                          # first layer: no dx
+        n_affine = len(sizes) - 1
         self.grads = {}
         for i in range(1, n_affine + 1):
             self.grads[f"W{i}"] = np.empty((sizes[i - 1], sizes[i]), dtype)
             self.grads[f"b{i}"] = np.empty(sizes[i], dtype)
-        # flat views, made once: the kernels take 1-D memoryviews
-        self.h_flat = [h.reshape(-1) for h in self.h]
-        self.dh_flat = [d.reshape(-1) for d in self.dh]
-        self.z_flat = [z.reshape(-1) for z in self.z[:-1]]
-        self.dz_flat = [d.reshape(-1) for d in self.dz[:-1]]
-        self.relu = activation == "relu"
-        self.mask = [np.empty(h.size, np.uint8) for h in self.h] if self.relu else []
+        self.grad_W = [self.grads[f"W{i}"] for i in range(1, n_affine + 1)]
+        self.grad_b = [self.grads[f"b{i}"] for i in range(1, n_affine + 1)]
 
 
 class _FastTrainStep:
-    """Mixin: the fused compiled ``train_step`` over a reference network."""
+    """Mixin: the compiled ``train_step`` over a reference network."""
 
     layers_module = _layers
     _workspace = None
@@ -92,9 +83,25 @@ class _FastTrainStep:
         else:
             np.copyto(ws.x, x2d, casting="unsafe")   # uint8/float32 images -> net dtype
             x_in = ws.x
-        loss = self._forward_loss(ws, x_in, t) + self._weight_decay_loss()
-        self._backward_update(ws, x_in, t, optimizer)
-        return loss
+        if t.ndim == 2:
+            t = np.ascontiguousarray(t, dtype=self.dtype)
+        n_affine = len(self._sizes) - 1
+        weights = [self.params[f"W{i}"] for i in range(1, n_affine + 1)]
+        biases = [self.params[f"b{i}"] for i in range(1, n_affine + 1)]
+        lam = self.weight_decay_lambda
+        # the loss is at the parameters before the update: weight decay first
+        decay_loss = self._weight_decay_loss()
+        if type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD):
+            # fused: W = (1 - lr*lam) W - lr x.T dz and b = b - lr sum(dz), in place
+            lr = optimizer.lr
+            total = ws.step.step(x_in, t, weights, biases, weights, biases,
+                                 -lr, 1.0 - lr * lam, 1.0)
+        else:
+            # gradients dW = x.T dz + lam W and db = sum(dz), then the optimizer
+            total = ws.step.step(x_in, t, weights, biases, ws.grad_W, ws.grad_b,
+                                 1.0, lam, 0.0)
+            self._apply_optimizer(ws, optimizer)
+        return total / n + decay_loss
 
     def _checked_labels(self, t, n):
         """Labels as int64 (N,) or one-hot (N, C); the same errors as SoftmaxWithLoss."""
@@ -108,60 +115,6 @@ class _FastTrainStep:
                 return labels
         logits_shape = np.broadcast_to(np.zeros((), self.dtype), (n, n_classes))
         return _checks.softmax_inputs(logits_shape, t)[1]   # raises if bad
-
-    def _forward_loss(self, ws, x_in, t):
-        affine, elementwise = _backend.affine, _backend.elementwise
-        n_affine = len(self._sizes) - 1
-        h = x_in
-        for i in range(1, n_affine + 1):
-            z = ws.z[i - 1]
-            affine.affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"], z)
-            if i < n_affine:
-                if ws.relu:
-                    elementwise.relu_forward(ws.z_flat[i - 1], ws.h_flat[i - 1], ws.mask[i - 1])
-                else:
-                    elementwise.sigmoid_forward(ws.z_flat[i - 1], ws.h_flat[i - 1])
-                h = ws.h[i - 1]
-        logits = ws.z[-1]
-        if t.ndim == 2:
-            t_kernel = np.ascontiguousarray(t, dtype=self.dtype)
-            total = elementwise.softmax_xent_onehot(logits, t_kernel, ws.y, ws.per_sample_loss)
-            elementwise.softmax_xent_backward_onehot(ws.y.reshape(-1), t_kernel.reshape(-1),
-                                                     ws.dz[-1].reshape(-1), 1.0 / len(t))
-        else:
-            labels = t
-            total = elementwise.softmax_xent_labels(logits, labels, ws.y, ws.per_sample_loss)
-            elementwise.softmax_xent_backward_labels(ws.y, labels, ws.dz[-1], 1.0 / len(t))
-        return total / len(t)
-
-    def _backward_update(self, ws, x_in, t, optimizer):
-        affine, elementwise = _backend.affine, _backend.elementwise
-        n_affine = len(self._sizes) - 1
-        lam = self.weight_decay_lambda
-        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD)
-        if fused_sgd:
-            lr = optimizer.lr
-        for i in range(n_affine, 0, -1):
-            W, b = self.params[f"W{i}"], self.params[f"b{i}"]
-            h_in = x_in if i == 1 else ws.h[i - 2]
-            dx = ws.dh[i - 2] if i > 1 else ws.no_dx
-            if fused_sgd:   # W = (1 - lr*lam) W - lr x.T dz; b = b - lr sum(dz)
-                affine.affine_backward(ws.dz[i - 1], h_in.T, W.T, dx, W, b,
-                                       -lr, 1.0 - lr * lam, i > 1, 1.0)
-            else:
-                dW, db = ws.grads[f"W{i}"], ws.grads[f"b{i}"]
-                if lam:
-                    np.copyto(dW, W)                  # dW = x.T dz + lam * W
-                affine.affine_backward(ws.dz[i - 1], h_in.T, W.T, dx, dW, db,
-                                       1.0, lam, i > 1, 0.0)
-            if i > 1:
-                if ws.relu:
-                    elementwise.relu_backward(ws.dh_flat[i - 2], ws.mask[i - 2], ws.dz_flat[i - 2])
-                else:
-                    elementwise.sigmoid_backward(ws.dh_flat[i - 2], ws.h_flat[i - 2],
-                                                 ws.dz_flat[i - 2])
-        if not fused_sgd:
-            self._apply_optimizer(ws, optimizer)
 
     def _apply_optimizer(self, ws, optimizer):
         if isinstance(optimizer, _reference_optimizers.Optimizer):

@@ -18,7 +18,7 @@ from conftest import PURE
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 EXPECT_INSTALLED = os.environ.get("FASTBP_EXPECT_INSTALLED", "0") not in ("", "0")
-COMPILED_MODULES = ("affine", "elementwise")
+COMPILED_MODULES = ("affine", "elementwise", "optim", "train")
 
 
 def is_inside(path, directory):

@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
 
 def core_is_built():
     """The compiled modules exist and import in a clean interpreter."""
-    code = "import fastbp._affine, fastbp._elementwise, fastbp._optim"
+    code = "import fastbp._affine, fastbp._elementwise, fastbp._optim, fastbp._train"
     env = _env(None)
     # cwd=REPO (the directory fastbp was imported from): `python -c` puts the
     # cwd first on sys.path, and from a checkout's root the uncompiled tree
@@ -99,7 +99,7 @@ print(json.dumps({
     "config": config.getvalue(),
     "compiled_modules_imported": sorted(m for m in sys.modules
                                         if m in ("fastbp._affine", "fastbp._elementwise",
-                                                 "fastbp._optim")),
+                                                 "fastbp._optim", "fastbp._train")),
     "same": same,
     "affine": affine_works,
     "threads": fastbp.get_num_threads(),
@@ -172,6 +172,6 @@ def test_compiled_core_loads_without_a_warning(value):
     assert result["warnings"] == []
     assert "compiled core: loaded" in result["config"]
     assert result["compiled_modules_imported"] == ["fastbp._affine", "fastbp._elementwise",
-                                                   "fastbp._optim"]
+                                                   "fastbp._optim", "fastbp._train"]
     # layers: kernels vs reference agree within tolerance, not bit for bit
     assert result["affine"] == [[2.0, 2.0]]

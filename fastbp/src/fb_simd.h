@@ -30,7 +30,7 @@
 #endif
 
 /* Which loop version runs on this CPU (the same choice the ifunc resolver makes). */
-static const char *fb_simd_level(void)
+static inline const char *fb_simd_level(void)
 {
 #if FB_HAVE_CLONES
     __builtin_cpu_init();

@@ -1,0 +1,299 @@
+"""A whole training step of an MLP in one compiled call.
+
+The network is affine layers with ReLU or sigmoid between them and softmax
+cross-entropy at the end (the book's TwoLayerNet and MultiLayerNet).  One
+call runs the forward pass, the loss, the backward pass and the update of W
+and b (or writes the gradients), with the GIL released, in buffers
+allocated once per batch size.  Kernels only: fastbp/networks.py checks the
+batch and the labels and picks the dtype; ``MLPStep.step`` re-checks what it
+is handed (types, shapes, dtypes, contiguity, label range: cheap C tests)
+before any pointer reaches a loop.
+
+The elementwise loops run on one thread here: they are a few percent of a
+step whose GEMMs are threaded by BLAS.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+from ._dense cimport dense_forward, dense_backward
+from ._simd cimport *
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef inline void _activation_forward(bint relu, const floating *z, floating *h,
+                                     uint8_t *mask, Py_ssize_t size) noexcept nogil:
+    if floating is float:
+        if relu:
+            fb_relu_forward_f(z, h, mask, size)
+        else:
+            fb_sigmoid_forward_f(z, h, size)
+    else:
+        if relu:
+            fb_relu_forward_d(z, h, mask, size)
+        else:
+            fb_sigmoid_forward_d(z, h, size)
+
+
+cdef inline void _activation_backward(bint relu, const floating *dh, const floating *h,
+                                      const uint8_t *mask, floating *dz,
+                                      Py_ssize_t size) noexcept nogil:
+    if floating is float:
+        if relu:
+            fb_relu_backward_f(dh, mask, dz, size)
+        else:
+            fb_sigmoid_backward_f(dh, h, dz, size)
+    else:
+        if relu:
+            fb_relu_backward_d(dh, mask, dz, size)
+        else:
+            fb_sigmoid_backward_d(dh, h, dz, size)
+
+
+cdef inline double _softmax_loss_and_gradient(const floating *logits, const int64_t *labels,
+                                              const floating *target, floating *y,
+                                              floating *per_sample, floating *dlogits,
+                                              Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """Softmax of logits (n, c) into y, cross-entropy against labels (n,) or
+    target (n, c) (the other is NULL), d(mean loss)/d(logits) into dlogits;
+    returns the summed loss."""
+    cdef double total
+    cdef floating scale = <floating>(1.0 / n)
+    if floating is float:
+        if labels != NULL:
+            total = fb_softmax_xent_labels_f(logits, labels, y, per_sample, n, c)
+            fb_softmax_xent_backward_labels_f(y, labels, dlogits, scale, n, c)
+        else:
+            total = fb_softmax_xent_onehot_f(logits, target, y, per_sample, n, c)
+            fb_softmax_xent_backward_onehot_f(y, target, dlogits, scale, n * c)
+    else:
+        if labels != NULL:
+            total = fb_softmax_xent_labels_d(logits, labels, y, per_sample, n, c)
+            fb_softmax_xent_backward_labels_d(y, labels, dlogits, scale, n, c)
+        else:
+            total = fb_softmax_xent_onehot_d(logits, target, y, per_sample, n, c)
+            fb_softmax_xent_backward_onehot_d(y, target, dlogits, scale, n * c)
+    return total
+
+
+cdef class MLPStep:
+    """Buffers and the compiled step of an MLP for one batch size and dtype.
+
+    MLPStep(sizes, batch, dtype, activation): sizes = (input, hidden...,
+    output) widths, activation "relu" or "sigmoid", dtype float32/float64.
+    The buffers are attributes (read-only names, NumPy arrays): ``z[i]``
+    (batch, sizes[i+1]) affine outputs, ``h[i]`` activations, ``mask[i]``
+    (ReLU, flat uint8), ``dh[i]``, ``dz[i]``, ``y`` (batch, output)
+    probabilities, ``per_sample_loss`` (batch,).
+    """
+    cdef readonly tuple sizes
+    cdef readonly Py_ssize_t batch
+    cdef readonly object dtype
+    cdef readonly bint relu
+    cdef readonly list z, h, mask, dh, dz
+    cdef readonly object y, per_sample_loss
+    cdef int n_layers
+    cdef bint is_float
+    cdef int *width                 # sizes as C ints
+    cdef void **z_p
+    cdef void **h_p
+    cdef void **dh_p
+    cdef void **dz_p
+    cdef uint8_t **mask_p
+    cdef void **param_p             # per step: W, b, W out, b out of each layer
+    cdef void *y_p
+    cdef void *per_sample_p
+
+    def __cinit__(self):
+        self.width = NULL
+        self.z_p = self.h_p = self.dh_p = self.dz_p = self.param_p = NULL
+        self.mask_p = NULL
+
+    def __init__(self, sizes, Py_ssize_t batch, dtype, activation):
+        cdef int i, n_layers = len(sizes) - 1
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        if activation not in ("relu", "sigmoid"):
+            raise ValueError(f"activation: expected 'relu' or 'sigmoid', got {activation!r}")
+        if n_layers < 1 or batch < 1 or any(int(s) < 1 or int(s) >= 2 ** 31 for s in sizes):
+            raise ValueError(f"sizes, batch: expected >= 2 positive widths and a batch "
+                             f"> 0, got {sizes!r} and {batch}")
+        self.sizes = tuple(int(s) for s in sizes)
+        self.batch = batch
+        self.dtype = dtype
+        self.relu = activation == "relu"
+        self.is_float = dtype == np.float32
+        self.n_layers = n_layers
+        outputs = self.sizes[1:]             # widths of the affine outputs
+        hidden = self.sizes[1:n_layers]      # widths of the activations
+        self.z = [np.empty((batch, m), dtype) for m in outputs]
+        self.dz = [np.empty((batch, m), dtype) for m in outputs]
+        self.h = [np.empty((batch, m), dtype) for m in hidden]
+        self.dh = [np.empty((batch, m), dtype) for m in hidden]
+        self.mask = [np.empty(batch * m, np.uint8) for m in hidden] if self.relu else []
+        self.y = np.empty((batch, self.sizes[n_layers]), dtype)
+        self.per_sample_loss = np.empty(batch, dtype)
+        self.y_p = cnp.PyArray_DATA(<cnp.ndarray>self.y)
+        self.per_sample_p = cnp.PyArray_DATA(<cnp.ndarray>self.per_sample_loss)
+
+        self.width = <int *>malloc((n_layers + 1) * sizeof(int))
+        self.z_p = <void **>malloc(n_layers * sizeof(void *))
+        self.dz_p = <void **>malloc(n_layers * sizeof(void *))
+        self.h_p = <void **>malloc(n_layers * sizeof(void *))
+        self.dh_p = <void **>malloc(n_layers * sizeof(void *))
+        self.mask_p = <uint8_t **>malloc(n_layers * sizeof(uint8_t *))
+        self.param_p = <void **>malloc(4 * n_layers * sizeof(void *))
+        if (self.width == NULL or self.z_p == NULL or self.dz_p == NULL or self.h_p == NULL
+                or self.dh_p == NULL or self.mask_p == NULL or self.param_p == NULL):
+            raise MemoryError()
+        for i in range(n_layers + 1):
+            self.width[i] = self.sizes[i]
+        for i in range(n_layers):
+            self.z_p[i] = cnp.PyArray_DATA(<cnp.ndarray>self.z[i])
+            self.dz_p[i] = cnp.PyArray_DATA(<cnp.ndarray>self.dz[i])
+            last = i == n_layers - 1
+            self.h_p[i] = NULL if last else cnp.PyArray_DATA(<cnp.ndarray>self.h[i])
+            self.dh_p[i] = NULL if last else cnp.PyArray_DATA(<cnp.ndarray>self.dh[i])
+            self.mask_p[i] = (NULL if last or not self.relu
+                              else <uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>self.mask[i]))
+
+    def __dealloc__(self):
+        free(self.width)
+        free(self.z_p)
+        free(self.dz_p)
+        free(self.h_p)
+        free(self.dh_p)
+        free(self.mask_p)
+        free(self.param_p)
+
+    cdef int _take(self, object array, str name, int layer, int slot, tuple shape,
+                   bint writable) except -1:
+        """Check one parameter array and store its data pointer."""
+        cdef cnp.ndarray a
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name}{layer + 1}: expected a NumPy array, got "
+                            f"{type(array).__name__}")
+        a = <cnp.ndarray>array
+        if a.dtype != self.dtype or array.shape != shape or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+                or (writable and not cnp.PyArray_ISWRITEABLE(a)):
+            raise ValueError(f"{name}{layer + 1}: expected a C-contiguous"
+                             f"{' writable' if writable else ''} {self.dtype} array of "
+                             f"shape {shape}, got {a.dtype} {array.shape} (C-contiguous: "
+                             f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(a))}, writable: "
+                             f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
+        self.param_p[4 * layer + slot] = cnp.PyArray_DATA(a)
+        return 0
+
+    def step(self, x, t, weights, biases, weights_out, biases_out,
+             double alpha, double beta, double bias_beta):
+        """One forward + backward pass; returns the summed (not mean) loss.
+
+        x (batch, sizes[0]) and the parameters in the net's dtype,
+        C-contiguous; t int64 labels (batch,) or targets (batch, sizes[-1])
+        in the dtype.  weights/biases: sequences of each layer's W (d, m) and
+        b (m,).  Writes, per layer, after computing the input gradient from
+        the current W:
+            weights_out[i] = alpha * h.T @ dz + beta * weights[i]
+            biases_out[i]  = alpha * dz.sum(0) + bias_beta * biases[i]
+        weights_out may be weights itself (in place: SGD with alpha = -lr,
+        beta = 1 - lr * lambda, bias_beta = 1) or separate gradient arrays
+        (alpha = 1, beta = lambda, bias_beta = 0).
+        """
+        cdef Py_ssize_t n = self.batch
+        cdef int i, L = self.n_layers
+        cdef int64_t c = self.width[L]
+        cdef const int64_t *labels = NULL
+        cdef const void *target = NULL
+        cdef const void *x_p
+        cdef Py_ssize_t bad
+        cdef double total
+        if not (isinstance(x, np.ndarray) and (<cnp.ndarray>x).dtype == self.dtype
+                and x.shape == (n, self.width[0])
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x)):
+            raise ValueError(f"x: expected a C-contiguous {self.dtype} array of shape "
+                             f"{(n, self.width[0])}, got {getattr(x, 'dtype', type(x))} "
+                             f"{getattr(x, 'shape', '')}")
+        x_p = cnp.PyArray_DATA(<cnp.ndarray>x)
+        if not isinstance(t, np.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>t):
+            raise ValueError(f"t: expected a C-contiguous NumPy array, got {type(t).__name__}")
+        if t.dtype == np.int64 and t.shape == (n,):
+            labels = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t)
+            with nogil:
+                for bad in range(n):
+                    if labels[bad] < 0 or labels[bad] >= c:
+                        break
+                else:
+                    bad = -1
+            if bad >= 0:
+                raise ValueError(f"t: label {labels[bad]} at index {bad} is outside "
+                                 f"[0, {c})")
+        elif t.dtype == self.dtype and t.shape == (n, c):
+            target = cnp.PyArray_DATA(<cnp.ndarray>t)
+        else:
+            raise ValueError(f"t: expected int64 labels of shape {(n,)} or {self.dtype} "
+                             f"targets of shape {(n, c)}, got {t.dtype} {t.shape}")
+        if not (len(weights) == len(biases) == len(weights_out) == len(biases_out) == L):
+            raise ValueError(f"weights, biases: expected {L} of each")
+        for i in range(L):
+            w_shape = (self.width[i], self.width[i + 1])
+            b_shape = (self.width[i + 1],)
+            self._take(weights[i], "W", i, 0, w_shape, False)
+            self._take(biases[i], "b", i, 1, b_shape, False)
+            self._take(weights_out[i], "W", i, 2, w_shape, True)
+            self._take(biases_out[i], "b", i, 3, b_shape, True)
+        with nogil:
+            if self.is_float:
+                total = _train_step(self, <const float *>x_p, labels, <const float *>target,
+                                    <float>alpha, <float>beta, <float>bias_beta)
+            else:
+                total = _train_step(self, <const double *>x_p, labels, <const double *>target,
+                                    alpha, beta, bias_beta)
+        return total
+
+
+cdef double _train_step(MLPStep s, const floating *x, const int64_t *labels,
+                        const floating *target, floating alpha, floating beta,
+                        floating bias_beta) noexcept nogil:
+    """The step of MLPStep.step on checked pointers (s.param_p filled)."""
+    cdef int n = <int>s.batch, L = s.n_layers, i, d, m
+    cdef const floating *h_in = x
+    cdef floating *W
+    cdef floating *W_out
+    cdef floating *b
+    cdef floating *b_out
+    cdef double total
+    for i in range(L):
+        d, m = s.width[i], s.width[i + 1]
+        dense_forward(h_in, <floating *>s.param_p[4 * i], <floating *>s.param_p[4 * i + 1],
+                      <floating *>s.z_p[i], n, d, m)
+        if i < L - 1:
+            _activation_forward(s.relu, <floating *>s.z_p[i], <floating *>s.h_p[i],
+                                s.mask_p[i], <Py_ssize_t>n * m)
+            h_in = <floating *>s.h_p[i]
+    total = _softmax_loss_and_gradient(
+        <floating *>s.z_p[L - 1], labels, target,
+        <floating *>s.y_p, <floating *>s.per_sample_p,
+        <floating *>s.dz_p[L - 1], n, s.width[L])
+    for i in range(L - 1, -1, -1):
+        d, m = s.width[i], s.width[i + 1]
+        W, b = <floating *>s.param_p[4 * i], <floating *>s.param_p[4 * i + 1]
+        W_out, b_out = <floating *>s.param_p[4 * i + 2], <floating *>s.param_p[4 * i + 3]
+        if W_out != W and beta != 0:      # gradient arrays: dW = alpha x.T dz + beta W
+            memcpy(W_out, W, <size_t>d * m * sizeof(floating))
+        if b_out != b and bias_beta != 0:
+            memcpy(b_out, b, <size_t>m * sizeof(floating))
+        h_in = x if i == 0 else <floating *>s.h_p[i - 1]
+        dense_backward(<floating *>s.dz_p[i], h_in, W,
+                       NULL if i == 0 else <floating *>s.dh_p[i - 1],
+                       W_out, b_out, n, d, m, alpha, beta, bias_beta)
+        if i > 0:
+            _activation_backward(s.relu, <floating *>s.dh_p[i - 1], <floating *>s.h_p[i - 1],
+                                 s.mask_p[i - 1], <floating *>s.dz_p[i - 1],
+                                 <Py_ssize_t>n * d)
+    return total
