@@ -38,8 +38,10 @@ class _Workspace:
         for i in range(1, n_affine + 1):
             self.grads[f"W{i}"] = np.empty((sizes[i - 1], sizes[i]), dtype)
             self.grads[f"b{i}"] = np.empty(sizes[i], dtype)
-        self.grad_W = [self.grads[f"W{i}"] for i in range(1, n_affine + 1)]
-        self.grad_b = [self.grads[f"b{i}"] for i in range(1, n_affine + 1)]
+        self.weight_keys = [f"W{i}" for i in range(1, n_affine + 1)]
+        self.bias_keys = [f"b{i}" for i in range(1, n_affine + 1)]
+        self.grad_W = [self.grads[key] for key in self.weight_keys]
+        self.grad_b = [self.grads[key] for key in self.bias_keys]
 
 
 class _FastTrainStep:
@@ -48,15 +50,10 @@ class _FastTrainStep:
     layers_module = _layers
     _workspace = None
 
-    def _fast_path_ok(self):
-        if not _backend.COMPILED or self.dtype not in (np.float32, np.float64):
-            return False
-        return all(p.dtype == self.dtype and p.flags.c_contiguous and p.flags.writeable
-                   for p in self.params.values())
-
     def _get_workspace(self, n):
         ws = self._workspace
         if ws is None or ws.key != (n, self.dtype):
+            _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
             ws = _Workspace(self._sizes, n, self.dtype, getattr(self, "activation", "relu"))
             self._workspace = ws
         return ws
@@ -72,10 +69,11 @@ class _FastTrainStep:
         else:
             x2d = _checks.affine_input_2d(x, W1)
         n = x2d.shape[0]
-        _checks.check_nonempty_batch(x2d if x2d is x else x)
-        _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
+        if n == 0:
+            _checks.check_nonempty_batch(x)          # raises
         t = self._checked_labels(t, n)
-        if not self._fast_path_ok():
+        if not _backend.COMPILED or self.dtype not in (np.float32, np.float64):
+            _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
             return super().train_step(x, t, optimizer)
         ws = self._get_workspace(n)
         if x2d.dtype == self.dtype and x2d.flags.c_contiguous:
@@ -85,23 +83,37 @@ class _FastTrainStep:
             x_in = ws.x
         if t.ndim == 2:
             t = np.ascontiguousarray(t, dtype=self.dtype)
-        n_affine = len(self._sizes) - 1
-        weights = [self.params[f"W{i}"] for i in range(1, n_affine + 1)]
-        biases = [self.params[f"b{i}"] for i in range(1, n_affine + 1)]
+        params = self.params
+        weights = [params[key] for key in ws.weight_keys]
+        biases = [params[key] for key in ws.bias_keys]
         lam = self.weight_decay_lambda
         # the loss is at the parameters before the update: weight decay first
         decay_loss = self._weight_decay_loss()
-        if type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD):
-            # fused: W = (1 - lr*lam) W - lr x.T dz and b = b - lr sum(dz), in place
-            lr = optimizer.lr
-            total = ws.step.step(x_in, t, weights, biases, weights, biases,
-                                 -lr, 1.0 - lr * lam, 1.0)
-        else:
-            # gradients dW = x.T dz + lam W and db = sum(dz), then the optimizer
-            total = ws.step.step(x_in, t, weights, biases, ws.grad_W, ws.grad_b,
-                                 1.0, lam, 0.0)
+        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD)
+        try:
+            if fused_sgd:
+                # W = (1 - lr*lam) W - lr x.T dz and b = b - lr sum(dz), in place
+                lr = optimizer.lr
+                total = ws.step.step(x_in, t, weights, biases, weights, biases,
+                                     -lr, 1.0 - lr * lam, 1.0)
+            else:
+                # gradients dW = x.T dz + lam W and db = sum(dz), then the optimizer
+                total = ws.step.step(x_in, t, weights, biases, ws.grad_W, ws.grad_b,
+                                     1.0, lam, 0.0)
+        except (TypeError, ValueError):
+            # the step checks every param before it writes anything; params it
+            # can't take (another dtype, a view, read-only) go the reference way
+            if self._params_fit_compiled_step():
+                raise
+            return super().train_step(x, t, optimizer)
+        if not fused_sgd:
             self._apply_optimizer(ws, optimizer)
         return total / n + decay_loss
+
+    def _params_fit_compiled_step(self):
+        return all(isinstance(p, np.ndarray) and p.dtype == self.dtype
+                   and p.flags.c_contiguous and p.flags.writeable
+                   for p in self.params.values())
 
     def _checked_labels(self, t, n):
         """Labels as int64 (N,) or one-hot (N, C); the same errors as SoftmaxWithLoss."""

@@ -136,3 +136,27 @@ def test_steady_state_train_step_allocates_nothing():
     tracemalloc.stop()
     assert second - first < 4096          # no growth
     assert peak - first < 64 * 1024       # no per-step array of the batch's size
+
+
+@pytest.mark.parametrize("change", ["fortran W1", "float32 b2", "strided W2"])
+def test_params_the_compiled_step_cannot_take_train_like_the_reference(change):
+    """Params replaced by arrays the compiled step refuses (another layout or
+    dtype) send train_step the reference way, with the reference's numbers."""
+    fast, ref = _pair("two")
+    for net in (fast, ref):
+        if change == "fortran W1":
+            net.params["W1"] = np.asfortranarray(net.params["W1"])
+        elif change == "float32 b2":
+            net.params["b2"] = net.params["b2"].astype(np.float32)
+        else:
+            wide = np.zeros((net.params["W2"].shape[0], 2 * net.params["W2"].shape[1]))
+            wide[:, ::2] = net.params["W2"]
+            net.params["W2"] = wide[:, ::2]
+    x, t = _blobs()
+    for step in range(3):
+        batch = slice(20 * step, 20 * step + 20)
+        loss = fast.train_step(x[batch], t[batch], fast_opt.SGD(lr=0.1))
+        assert loss == pytest.approx(ref.train_step(x[batch], t[batch], ref_opt.SGD(lr=0.1)),
+                                     rel=1e-12)
+    for key in ref.params:
+        np.testing.assert_allclose(fast.params[key], ref.params[key], rtol=1e-12, atol=1e-15)
