@@ -4,9 +4,12 @@
 (``fastbp.reference.networks``) built on ``fastbp.layers``; everything the
 book does with them (``predict``, ``loss``, ``gradient``, the params dict
 updated in place) works unchanged.  ``train_step(x, t, optimizer)`` is the
-fast path: forward, backward and the update in buffers allocated once per
-batch shape, no input gradient for the first layer, and with SGD the update
-fused into the weight-gradient GEMM (W = (1 - lr*lambda) * W - lr * x.T @ dz).
+fast path: one compiled call (``fastbp._train.MLPStep``) runs the forward
+pass, the loss, the backward pass and the update in buffers allocated once
+per batch shape, with no input gradient for the first layer and, with SGD,
+the update fused into the weight-gradient GEMM
+(W = (1 - lr*lambda) * W - lr * x.T @ dz); other optimizers get the
+gradients and update each parameter in one compiled pass.
 After ``train_step`` the layers' cached attributes (``.x``, ``.dW``, ...)
 are not refreshed; ``gradient()`` still returns fresh arrays.
 The batch is cast to the net's dtype first (uint8 or float32 images into a
