@@ -589,15 +589,22 @@ static void fb_sigmoid_forward_##S(const T *restrict x, T *restrict out, ptrdiff
 {                                                                                    \
     FB_DISPATCH(sigmoid_forward_##S(x, out, n));                                     \
 }                                                                                    \
+/* Short softmax rows (the book's 10 classes) stay on the generic loops: their */   \
+/* flat exp over blocks of rows fills whole vectors, the per-row fused pass   */    \
+/* would not (fastbp bench 100x10: 12-13 us intrinsics vs 10-12 us generic). */     \
 static double fb_softmax_xent_labels_##S(const T *restrict x,                       \
         const int64_t *restrict labels, T *restrict y, T *restrict loss,             \
         ptrdiff_t n, ptrdiff_t c)                                                    \
 {                                                                                    \
+    if (c < FB_SHORT_ROW)                                                            \
+        return fb_generic_softmax_xent_labels_##S(x, labels, y, loss, n, c);         \
     FB_DISPATCH(softmax_xent_labels_##S(x, labels, y, loss, n, c));                  \
 }                                                                                    \
 static double fb_softmax_xent_onehot_##S(const T *restrict x, const T *restrict t,   \
         T *restrict y, T *restrict loss, ptrdiff_t n, ptrdiff_t c)                   \
 {                                                                                    \
+    if (c < FB_SHORT_ROW)                                                            \
+        return fb_generic_softmax_xent_onehot_##S(x, t, y, loss, n, c);              \
     FB_DISPATCH(softmax_xent_onehot_##S(x, t, y, loss, n, c));                       \
 }
 
