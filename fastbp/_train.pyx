@@ -142,6 +142,7 @@ cdef class MLPStep:
         self.y_p = cnp.PyArray_DATA(<cnp.ndarray>self.y)
         self.per_sample_p = cnp.PyArray_DATA(<cnp.ndarray>self.per_sample_loss)
 
+        self._free()                         # __init__ called again: no leak
         self.width = <int *>malloc((n_layers + 1) * sizeof(int))
         self.z_p = <void **>malloc(n_layers * sizeof(void *))
         self.dz_p = <void **>malloc(n_layers * sizeof(void *))
@@ -164,6 +165,9 @@ cdef class MLPStep:
                               else <uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>self.mask[i]))
 
     def __dealloc__(self):
+        self._free()
+
+    cdef void _free(self) noexcept:
         free(self.width)
         free(self.z_p)
         free(self.dz_p)
@@ -171,6 +175,9 @@ cdef class MLPStep:
         free(self.dh_p)
         free(self.mask_p)
         free(self.param_p)
+        self.width = NULL
+        self.z_p = self.h_p = self.dh_p = self.dz_p = self.param_p = NULL
+        self.mask_p = NULL
 
     cdef int _take(self, object array, str name, int layer, int slot, tuple shape,
                    bint writable) except -1:
@@ -207,12 +214,15 @@ cdef class MLPStep:
         """
         cdef Py_ssize_t n = self.batch
         cdef int i, L = self.n_layers
-        cdef int64_t c = self.width[L]
+        cdef int64_t c
         cdef const int64_t *labels = NULL
         cdef const void *target = NULL
         cdef const void *x_p
         cdef Py_ssize_t bad
         cdef double total
+        if self.param_p == NULL:
+            raise RuntimeError("MLPStep: not initialised (its __init__ did not complete)")
+        c = self.width[L]
         if not (isinstance(x, np.ndarray) and (<cnp.ndarray>x).dtype == self.dtype
                 and x.shape == (n, self.width[0])
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x)):

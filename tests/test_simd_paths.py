@@ -1,11 +1,14 @@
 """Every SIMD level of src/fb_simd.h gives the same numbers.
 
 The installed extension runs only the loop version that suits this CPU (the
-target_clones resolver picks it), so the other versions would go untested.
-Here the header is compiled once per ISA level (baseline x86-64, AVX2,
-AVX-512 where the CPU has them) into a small shared library and its sigmoid
-and softmax are compared with the NumPy reference on special values and a
-dense sweep.
+AVX-512 intrinsic loops, or the target_clones version the resolver picks),
+so the other versions would go untested.  Here the header is compiled once
+per path (baseline x86-64, AVX2, AVX-512 generic loops with
+FB_NO_AVX512_KERNELS, AVX-512 intrinsics directly under -march=x86-64-v4 and
+through the runtime dispatch of a portable build, where the CPU has them)
+into a small shared library, and its sigmoid and softmax + cross-entropy are
+compared with the NumPy reference on special values, dense sweeps and every
+short length (the intrinsic loops end in a masked vector).
 """
 import ctypes
 import os
@@ -23,10 +26,17 @@ HEADER_DIR = Path(__file__).resolve().parents[1] / "fastbp" / "src"
 
 WRAPPERS = r"""
 #include "fb_simd.h"
+const char *level(void) { return fb_simd_level(); }
 void sigmoid_d(const double *x, double *out, ptrdiff_t n) { fb_sigmoid_forward_d(x, out, n); }
 void sigmoid_f(const float *x, float *out, ptrdiff_t n) { fb_sigmoid_forward_f(x, out, n); }
 double softmax_d(const double *x, const int64_t *t, double *y, double *loss,
                  ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_labels_d(x, t, y, loss, n, c); }
+double softmax_f(const float *x, const int64_t *t, float *y, float *loss,
+                 ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_labels_f(x, t, y, loss, n, c); }
+double softmax_onehot_d(const double *x, const double *t, double *y, double *loss,
+                        ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_onehot_d(x, t, y, loss, n, c); }
+double softmax_onehot_f(const float *x, const float *t, float *y, float *loss,
+                        ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_onehot_f(x, t, y, loss, n, c); }
 """
 
 
@@ -41,13 +51,23 @@ def _cpu_flags():
     return set()
 
 
+# FASTBP_NATIVE: one version for the given -march, as setup.py's native build
+NATIVE = ["-DFASTBP_NATIVE=1"]
+
+
 def _levels():
+    """(name, extra gcc flags, True if the AVX-512 intrinsic loops run)."""
     flags = _cpu_flags()
-    levels = [("baseline", [])]
+    levels = [("baseline", NATIVE, False)]
     if {"avx2", "fma"} <= flags:
-        levels.append(("x86-64-v3", ["-march=x86-64-v3"]))
+        levels.append(("x86-64-v3", [*NATIVE, "-march=x86-64-v3"], False))
     if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= flags:
-        levels.append(("x86-64-v4", ["-march=x86-64-v4"]))
+        levels += [
+            ("x86-64-v4", [*NATIVE, "-march=x86-64-v4", "-DFB_NO_AVX512_KERNELS=1"], False),
+            ("x86-64-v4-intrinsics", [*NATIVE, "-march=x86-64-v4"], True),
+            # the portable build: target_clones + the runtime CPU check
+            ("portable-dispatch", [], True),
+        ]
     return levels
 
 
@@ -62,26 +82,33 @@ pytestmark = [
 
 @pytest.fixture(scope="module", params=_levels(), ids=lambda level: level[0])
 def simd_lib(request, tmp_path_factory):
-    name, flags = request.param
+    name, flags, intrinsics = request.param
     tmp = tmp_path_factory.mktemp(name)
     source = tmp / "wrap.c"
     source.write_text(WRAPPERS)
     library = tmp / "libwrap.so"
-    # FASTBP_NATIVE: one version for the given -march, as setup.py's native build
     cmd = ["gcc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
-           "-DFB_OPENMP_SIMD=1", "-DFASTBP_NATIVE=1", "-Wall", "-Werror",
-           "-Wno-unused-function", "-shared", "-fPIC", *flags, f"-I{HEADER_DIR}",
-           str(source), "-o", str(library), "-lm"]
+           "-DFB_OPENMP_SIMD=1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+           "-shared", "-fPIC", *flags, f"-I{HEADER_DIR}", str(source), "-o", str(library),
+           "-lm"]
     subprocess.run(cmd, check=True, capture_output=True)
     lib = ctypes.CDLL(str(library))
-    ptr = np.ctypeslib.ndpointer
-    lib.sigmoid_d.argtypes = [ptr(np.float64, flags="C"), ptr(np.float64, flags="C"), ctypes.c_ssize_t]
-    lib.sigmoid_f.argtypes = [ptr(np.float32, flags="C"), ptr(np.float32, flags="C"), ctypes.c_ssize_t]
-    lib.softmax_d.argtypes = [ptr(np.float64, flags="C"), ptr(np.int64, flags="C"),
-                              ptr(np.float64, flags="C"), ptr(np.float64, flags="C"),
-                              ctypes.c_ssize_t, ctypes.c_ssize_t]
-    lib.softmax_d.restype = ctypes.c_double
+    lib.level.restype = ctypes.c_char_p
+    for dtype, suffix in ((np.float64, "d"), (np.float32, "f")):
+        ptr = np.ctypeslib.ndpointer(dtype, flags="C")
+        labels = np.ctypeslib.ndpointer(np.int64, flags="C")
+        getattr(lib, f"sigmoid_{suffix}").argtypes = [ptr, ptr, ctypes.c_ssize_t]
+        for kernel, target in ((f"softmax_{suffix}", labels), (f"softmax_onehot_{suffix}", ptr)):
+            getattr(lib, kernel).argtypes = [ptr, target, ptr, ptr, ctypes.c_ssize_t,
+                                             ctypes.c_ssize_t]
+            getattr(lib, kernel).restype = ctypes.c_double
+    lib.intrinsics = intrinsics
     return lib
+
+
+def test_level_reports_the_path(simd_lib):
+    level = simd_lib.level().decode()
+    assert ("AVX-512 intrinsics" in level) == simd_lib.intrinsics, level
 
 
 SPECIAL = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 0.5, -0.5, 36.0, -36.0,
@@ -89,38 +116,146 @@ SPECIAL = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 0.5, -0.5, 36.0
                     1000.0, 1e300, -1e300, np.inf, -np.inf, np.nan])
 
 
+# Tolerances against fastbp.reference.  The reference itself (NumPy's exp and
+# a division) is within 2.4 ulp of the exact sigmoid, every path here within
+# 2.6 ulp (measured against long double over [-750, 40] and random normals;
+# the intrinsics' reciprocal + Newton steps give the same maximum as the
+# division); they differ from each other by <= 4.5e-16 relative (2 ulp of
+# 2**-52).  So 1e-15 (4.5 ulp) for float64.  float32 is compared with the
+# float64 reference: measured <= 2.1e-7 relative (1.8 ulp of 2**-23), bound
+# 4e-7.  Subnormal results get an absolute bound instead.
+RTOL_D = 1e-15
+RTOL_F = 4e-7
+
+
+def _sigmoid(lib, x):
+    """lib's sigmoid of x, checking that it writes exactly x.size elements."""
+    out = np.full(x.size + 20, 7.0, dtype=x.dtype)   # sentinels after the end
+    getattr(lib, "sigmoid_d" if x.dtype == np.float64 else "sigmoid_f")(x, out, x.size)
+    assert np.all(out[x.size:] == 7.0), "wrote past the end"
+    return out[:x.size]
+
+
+def _check_sigmoid(x, out):
+    exact = sigmoid(x.astype(np.float64))
+    assert np.array_equal(np.isnan(out), np.isnan(exact))
+    finite = ~np.isnan(exact)
+    if x.dtype == np.float64:
+        # relative where the result is normal, absolute at the subnormal end
+        np.testing.assert_allclose(out[finite], exact[finite], rtol=RTOL_D, atol=1e-320)
+    else:
+        np.testing.assert_allclose(out[finite], exact[finite], rtol=RTOL_F, atol=1e-44)
+
+
 def test_sigmoid_float64_special_values_and_sweep(simd_lib):
     x = np.concatenate([SPECIAL, np.linspace(-800, 800, 100_003)])
-    out = np.empty_like(x)
-    simd_lib.sigmoid_d(x, out, x.size)
-    expected = sigmoid(x)
-    assert np.array_equal(np.isnan(out), np.isnan(expected))
-    finite = ~np.isnan(expected)
-    # relative where the result is normal, absolute at the subnormal end
-    np.testing.assert_allclose(out[finite], expected[finite], rtol=4e-15, atol=1e-320)
+    out = _sigmoid(simd_lib, x)
+    _check_sigmoid(x, out)
+    # the exact ends: sigmoid(+inf) = 1, sigmoid(-inf) = 0, NaN stays NaN
+    assert out[list(SPECIAL).index(np.inf)] == 1.0
+    assert out[list(SPECIAL).index(-np.inf)] == 0.0
 
 
 def test_sigmoid_float32_sweep(simd_lib):
     special = SPECIAL[np.abs(np.nan_to_num(SPECIAL, posinf=0, neginf=0)) < 3e38]
     x = np.concatenate([special, [np.inf, -np.inf, np.nan, 1e-45, -1e-45, -87.5, -103.9, -104.5],
                         np.linspace(-120, 120, 50_001)]).astype(np.float32)
-    out = np.empty_like(x)
-    simd_lib.sigmoid_f(x, out, x.size)
-    exact = sigmoid(x.astype(np.float64))
-    assert np.array_equal(np.isnan(out), np.isnan(exact))
-    finite = ~np.isnan(exact)
-    np.testing.assert_allclose(out[finite], exact[finite], rtol=1e-6, atol=1e-44)
+    out = _sigmoid(simd_lib, x)
+    _check_sigmoid(x, out)
+    assert out[-50_001 - 8] == 1.0 and out[-50_001 - 7] == 0.0   # +inf, -inf
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (100, 10), (5, 2049), (3000, 1)])
-def test_softmax_cross_entropy_matches_reference(simd_lib, shape):
-    rng = np.random.default_rng(sum(shape))
-    x = rng.standard_normal(shape) * 20
-    t = rng.integers(0, shape[1], shape[0]).astype(np.int64)
-    y = np.empty_like(x)
-    loss = np.empty(shape[0])
-    total = simd_lib.softmax_d(x, t, y, loss, shape[0], shape[1])
-    y_ref, loss_ref = softmax_cross_entropy(x, t)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-13, atol=1e-300)
-    np.testing.assert_allclose(loss, loss_ref, rtol=1e-12, atol=1e-12)
-    assert total == pytest.approx(loss_ref.sum(), rel=1e-12)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_every_short_length_and_odd_sizes(simd_lib, dtype):
+    """Lengths 0..40 and a few around vector multiples: the masked tails."""
+    rng = np.random.default_rng(3)
+    for n in [*range(41), 1000, 4097]:
+        x = (rng.standard_normal(n) * 30).astype(dtype)
+        if n > 2:
+            x[-1], x[n // 2] = np.nan, -np.inf    # specials in the tail and the body
+        _check_sigmoid(x, _sigmoid(simd_lib, x))
+
+
+def _softmax(lib, x, t):
+    """lib's softmax + cross-entropy of x (N, C) against labels or targets t."""
+    n, c = x.shape
+    suffix = "d" if x.dtype == np.float64 else "f"
+    kernel = getattr(lib, f"softmax_{suffix}" if t.ndim == 1 else f"softmax_onehot_{suffix}")
+    y = np.full(n * c + 20, 7.0, dtype=x.dtype)     # sentinels after the end
+    loss = np.empty(n, dtype=x.dtype)
+    total = kernel(x, t, y, loss, n, c)
+    assert np.all(y[n * c:] == 7.0), "wrote past the end"
+    return y[:n * c].reshape(n, c), loss, total
+
+
+def _check_softmax(x, t, y, loss, total):
+    """Against the float64 reference of the same inputs, within error bounds
+    of the computation: x - max(x) is rounded to the working precision
+    (absolute error eps * |x - max|, which exp turns into that relative
+    error), then exp (<= 2.6 ulp), the row sum (vector lanes, rows up to 4097
+    long) and 1/sum: 8 eps on top.  The loss log(sum) - (x_t - max) cancels
+    when the target class dominates, so its bound is 8 eps times the size of
+    the terms, not of the result, plus sqrt(C) eps for soft targets' sum of
+    C terms (rounding errors of a long sum grow like a random walk)."""
+    xd = x.astype(np.float64)
+    w = np.eye(x.shape[1])[t] if t.ndim == 1 else t.astype(np.float64)
+    y_ref, loss_ref = softmax_cross_entropy(xd, t if t.ndim == 1 else w)
+    eps = np.finfo(x.dtype).eps
+    assert np.array_equal(np.isnan(y), np.isnan(y_ref))
+    assert np.array_equal(np.isnan(loss), np.isnan(loss_ref))
+    with np.errstate(invalid="ignore"):
+        shifted = np.abs(xd - xd.max(axis=1, keepdims=True))
+        ok = ~np.isnan(y_ref)
+        y_bound = np.where(y_ref != 0, (8 * eps + eps * shifted) * np.abs(y_ref), 0)
+        y_bound += np.finfo(x.dtype).smallest_subnormal
+        assert np.all(np.abs(y - y_ref)[ok] <= y_bound[ok])
+        terms = np.where(w != 0, np.abs(w) * shifted, 0).sum(axis=1)
+        ok = ~np.isnan(loss_ref)
+        loss_bound = (8 + np.sqrt(x.shape[1])) * eps * (1 + np.abs(loss_ref) + terms)
+        assert np.all(np.abs(loss - loss_ref)[ok] <= loss_bound[ok])
+    if ok.all():
+        assert abs(total - loss_ref.sum()) <= loss_bound.sum()
+
+
+# rows of 32+ classes run the intrinsic loops (shorter ones the generic loops):
+# every tail length 0..15 of a float32 row and 0..7 of a float64 row
+SHAPES = [(1, 1), (7, 3), (100, 10), (5, 2049), (3000, 1), (4, 1000), (3, 4097),
+          *[(3, c) for c in range(1, 41)], *[(2, c) for c in range(41, 64)]]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("targets", ["labels", "onehot", "soft"])
+def test_softmax_cross_entropy_matches_reference(simd_lib, dtype, targets):
+    for shape in SHAPES:
+        rng = np.random.default_rng(sum(shape))
+        x = (rng.standard_normal(shape) * 20).astype(dtype)
+        labels = rng.integers(0, shape[1], shape[0]).astype(np.int64)
+        if targets == "labels":
+            t = labels
+        elif targets == "onehot":
+            t = np.eye(shape[1], dtype=dtype)[labels]
+        else:
+            t = rng.dirichlet(np.ones(shape[1]), shape[0]).astype(dtype)
+        _check_softmax(x, t, *_softmax(simd_lib, x, t))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("c", [5, 10, 16, 19, 33, 45, 1000])
+def test_softmax_special_rows(simd_lib, dtype, c):
+    """NaN or +inf logits make their row NaN; -inf logits are probability 0
+    and, with a target weight of 0, cost nothing; large logits don't overflow."""
+    rng = np.random.default_rng(c)
+    x = (rng.standard_normal((6, c)) * 5).astype(dtype)
+    x[0, c - 1] = np.nan        # in the masked tail when c % 8 != 0
+    x[1, 0] = np.inf
+    x[2, 1:] = -np.inf          # one finite logit: probability 1
+    x[3, c // 2] = -np.inf
+    x[4] += 1e4 if dtype == np.float64 else 1e3
+    labels = np.array([0, 0, 0, 0, 0, c - 1], dtype=np.int64)
+    onehot = np.eye(c, dtype=dtype)[labels]
+    for t in (labels, onehot):
+        y, loss, total = _softmax(simd_lib, x, t)
+        assert np.isnan(y[:2]).all() and np.isnan(loss[:2]).all()
+        assert y[2, 0] == 1.0 and (y[2, 1:] == 0).all() and loss[2] == 0.0
+        assert y[3, c // 2] == 0.0 and np.isfinite(loss[3])
+        _check_softmax(x[2:], t[2:], y[2:], loss[2:], float(loss[2:].sum()))

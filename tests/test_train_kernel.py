@@ -146,3 +146,10 @@ def test_bad_arguments_raise_and_write_nothing(label, mutate, error, message):
 def test_constructor_rejects_what_the_step_cannot_run(sizes, batch, dtype, activation, error):
     with pytest.raises(error):
         _backend.train.MLPStep(sizes, batch, dtype, activation)
+
+
+def test_uninitialised_step_refuses_to_run():
+    step = _backend.train.MLPStep.__new__(_backend.train.MLPStep)
+    x, t, weights, biases = _setup()
+    with pytest.raises(RuntimeError, match="not initialised"):
+        step.step(x, t, weights, biases, weights, biases, -0.1, 1.0, 1.0)
