@@ -37,6 +37,10 @@ double softmax_onehot_d(const double *x, const double *t, double *y, double *los
                         ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_onehot_d(x, t, y, loss, n, c); }
 double softmax_onehot_f(const float *x, const float *t, float *y, float *loss,
                         ptrdiff_t n, ptrdiff_t c) { return fb_softmax_xent_onehot_f(x, t, y, loss, n, c); }
+void relu_forward_d(const double *x, double *out, uint8_t *mask, ptrdiff_t n) { fb_relu_forward_d(x, out, mask, n); }
+void relu_forward_f(const float *x, float *out, uint8_t *mask, ptrdiff_t n) { fb_relu_forward_f(x, out, mask, n); }
+void relu_backward_d(const double *d, const uint8_t *mask, double *dx, ptrdiff_t n) { fb_relu_backward_d(d, mask, dx, n); }
+void relu_backward_f(const float *d, const uint8_t *mask, float *dx, ptrdiff_t n) { fb_relu_backward_f(d, mask, dx, n); }
 """
 
 
@@ -98,6 +102,9 @@ def simd_lib(request, tmp_path_factory):
         ptr = np.ctypeslib.ndpointer(dtype, flags="C")
         labels = np.ctypeslib.ndpointer(np.int64, flags="C")
         getattr(lib, f"sigmoid_{suffix}").argtypes = [ptr, ptr, ctypes.c_ssize_t]
+        # ReLU takes raw addresses: the tests hand it misaligned slices
+        getattr(lib, f"relu_forward_{suffix}").argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_ssize_t]
+        getattr(lib, f"relu_backward_{suffix}").argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_ssize_t]
         for kernel, target in ((f"softmax_{suffix}", labels), (f"softmax_onehot_{suffix}", ptr)):
             getattr(lib, kernel).argtypes = [ptr, target, ptr, ptr, ctypes.c_ssize_t,
                                              ctypes.c_ssize_t]
@@ -259,3 +266,41 @@ def test_softmax_special_rows(simd_lib, dtype, c):
         assert y[2, 0] == 1.0 and (y[2, 1:] == 0).all() and loss[2] == 0.0
         assert y[3, c // 2] == 0.0 and np.isfinite(loss[3])
         _check_softmax(x[2:], t[2:], y[2:], loss[2:], float(loss[2:].sum()))
+
+
+# ReLU: the AVX-512 path streams outputs of >= 2 MiB (FB_STREAM_MIN_BYTES)
+# after a generic head up to a 64-byte boundary and before a generic tail.
+# Sizes on both sides of the threshold, outputs starting at every element
+# offset within a cache line; results must be exact, nothing written outside.
+RELU_SIZES = [0, 1, 17, 1000, (1 << 21) // 8 - 1, (1 << 21) // 4 + 37]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("size", RELU_SIZES)
+def test_relu_exact_at_every_alignment(simd_lib, dtype, size):
+    rng = np.random.default_rng(size)
+    suffix = "d" if dtype == np.float64 else "f"
+    x = rng.standard_normal(size + 16).astype(dtype)
+    x[:: 7] = -0.0
+    x[3:: 11] = np.nan
+    x[5:: 13] = np.inf
+    x[6:: 17] = -np.inf
+    dout = rng.standard_normal(size + 16).astype(dtype)
+    lanes = 64 // np.dtype(dtype).itemsize
+    for offset in (0, 1, lanes // 2 + 1, lanes - 1):
+        xs, ds = x[offset:offset + size], dout[offset:offset + size]
+        out = np.full(size + 2 * lanes, 7.0, dtype)
+        mask = np.full(size + 2 * lanes, 9, np.uint8)
+        dx = np.full(size + 2 * lanes, 7.0, dtype)
+        getattr(simd_lib, f"relu_forward_{suffix}")(
+            xs.ctypes.data, out[offset:].ctypes.data, mask[offset:].ctypes.data, size)
+        expected_mask = xs <= 0
+        assert np.array_equal(out[offset:offset + size], np.where(expected_mask, 0, xs),
+                              equal_nan=True)
+        assert np.array_equal(mask[offset:offset + size], expected_mask.astype(np.uint8))
+        getattr(simd_lib, f"relu_backward_{suffix}")(
+            ds.ctypes.data, mask[offset:].ctypes.data, dx[offset:].ctypes.data, size)
+        assert np.array_equal(dx[offset:offset + size], np.where(expected_mask, 0, ds))
+        for buffer, fill in ((out, 7.0), (mask, 9), (dx, 7.0)):
+            assert np.all(buffer[:offset] == fill) and np.all(buffer[offset + size:] == fill), \
+                "wrote outside the output"

@@ -217,8 +217,9 @@ static inline float fb_exp_f(float x)
  * Inputs are const, outputs are written once, n may be 0.
  */
 #define FB_ELEMENTWISE(T, S, EXP)                                                   \
-FB_CLONES static void fb_relu_forward_##S(const T *restrict x, T *restrict out,      \
-                                          uint8_t *restrict mask, ptrdiff_t n)       \
+FB_CLONES static void fb_generic_relu_forward_##S(const T *restrict x,              \
+                                                  T *restrict out,                   \
+                                                  uint8_t *restrict mask, ptrdiff_t n) \
 {                                                                                    \
     for (ptrdiff_t i = 0; i < n; i++) {                                              \
         T v = x[i];                                                                  \
@@ -227,9 +228,9 @@ FB_CLONES static void fb_relu_forward_##S(const T *restrict x, T *restrict out, 
         out[i] = masked ? (T)0 : v;                                                  \
     }                                                                                \
 }                                                                                    \
-FB_CLONES static void fb_relu_backward_##S(const T *restrict dout,                   \
-                                           const uint8_t *restrict mask,             \
-                                           T *restrict dx, ptrdiff_t n)              \
+FB_CLONES static void fb_generic_relu_backward_##S(const T *restrict dout,         \
+                                                   const uint8_t *restrict mask,     \
+                                                   T *restrict dx, ptrdiff_t n)      \
 {                                                                                    \
     for (ptrdiff_t i = 0; i < n; i++)                                                \
         dx[i] = mask[i] ? (T)0 : dout[i];                                            \
@@ -485,6 +486,47 @@ FB_AVX512 static void fb_avx512_sigmoid_forward_##S(const T *restrict x,        
                                fb_sigmoid512_##S(_mm512_maskz_loadu_##P(k, x + i))); \
     }                                                                                \
 }                                                                                    \
+/* ReLU with streaming stores, for arrays far larger than the L2 cache   */         \
+/* (FB_STREAM_MIN_BYTES): out / dx bypass the caches instead of being    */          \
+/* read into them first only to be overwritten (a third less memory      */          \
+/* traffic; fastbp bench relu 1e6 float64 ~20% faster).  The head up to  */          \
+/* a 64-byte boundary of the output runs the generic loop (streaming     */          \
+/* stores need the alignment), the end one masked vector.                */          \
+FB_AVX512 static inline ptrdiff_t fb_stream_head_##S(const T *out, ptrdiff_t n)     \
+{                                                                                    \
+    ptrdiff_t head = (ptrdiff_t)((64 - ((uintptr_t)out & 63)) & 63) / (ptrdiff_t)sizeof(T); \
+    return head < n ? head : n;                                                      \
+}                                                                                    \
+FB_AVX512 static void fb_avx512_relu_forward_##S(const T *restrict x,                \
+        T *restrict out, uint8_t *restrict mask, ptrdiff_t n)                        \
+{                                                                                    \
+    ptrdiff_t i = fb_stream_head_##S(out, n);                                        \
+    fb_generic_relu_forward_##S(x, out, mask, i);                                    \
+    const V zero = _mm512_setzero_##P();                                             \
+    const __m128i one = _mm_set1_epi8(1);                                            \
+    for (; i + W <= n; i += W) {                                                     \
+        V v = _mm512_loadu_##P(x + i);                                               \
+        M k = _mm512_cmp_##P##_mask(v, zero, _CMP_LE_OQ);  /* NaN: not masked */     \
+        _mm512_stream_##P(out + i, _mm512_mask_blend_##P(k, v, zero));               \
+        _mm_mask_storeu_epi8(mask + i, (__mmask16)fb_lanes512_##S(W),                \
+                             _mm_maskz_mov_epi8((__mmask16)k, one));                 \
+    }                                                                                \
+    _mm_sfence();                       /* streaming stores visible before return */ \
+    fb_generic_relu_forward_##S(x + i, out + i, mask + i, n - i);                    \
+}                                                                                    \
+FB_AVX512 static void fb_avx512_relu_backward_##S(const T *restrict dout,            \
+        const uint8_t *restrict mask, T *restrict dx, ptrdiff_t n)                   \
+{                                                                                    \
+    ptrdiff_t i = fb_stream_head_##S(dx, n);                                         \
+    fb_generic_relu_backward_##S(dout, mask, dx, i);                                 \
+    for (; i + W <= n; i += W) {                                                     \
+        __m128i m = _mm_maskz_loadu_epi8((__mmask16)fb_lanes512_##S(W), mask + i);   \
+        M keep = (M)_mm_testn_epi8_mask(m, m);             /* mask byte == 0 */      \
+        _mm512_stream_##P(dx + i, _mm512_maskz_loadu_##P(keep, dout + i));           \
+    }                                                                                \
+    _mm_sfence();                                                                    \
+    fb_generic_relu_backward_##S(dout + i, mask + i, dx + i, n - i);                 \
+}                                                                                    \
 /* One softmax row of c elements: y = exp(x - max(x)), returns sum(y) and     */    \
 /* sets *row_max.  Two passes over x (the max, then exp with the sum kept in  */    \
 /* a vector register) instead of the generic code's four.  A NaN or +inf in  */     \
@@ -584,7 +626,35 @@ FB_AVX512_ELEMENTWISE(double, d, __m512d, pd, __mmask8, 8)
 #define FB_DISPATCH(call) return fb_generic_##call
 #endif
 
+/* Outputs at least this large (per call, i.e. per thread's chunk) are written */
+/* with streaming stores where the AVX-512 loops run: a core's L2 here.         */
+#define FB_STREAM_MIN_BYTES ((ptrdiff_t)1 << 21)
+#if FB_AVX512_MODE
+#define FB_STREAMING(T, n, out) (fb_use_avx512() && (n) * (ptrdiff_t)sizeof(T) >= FB_STREAM_MIN_BYTES \
+                                 && (uintptr_t)(out) % sizeof(T) == 0)
+#define FB_STREAM_CALL(call) fb_avx512_##call
+#else
+#define FB_STREAMING(T, n, out) 0
+#define FB_STREAM_CALL(call) fb_generic_##call
+#endif
+
 #define FB_ENTRY_POINTS(T, S)                                                        \
+static void fb_relu_forward_##S(const T *restrict x, T *restrict out,                \
+                                uint8_t *restrict mask, ptrdiff_t n)                 \
+{                                                                                    \
+    if (FB_STREAMING(T, n, out))                                                     \
+        FB_STREAM_CALL(relu_forward_##S(x, out, mask, n));                           \
+    else                                                                             \
+        fb_generic_relu_forward_##S(x, out, mask, n);                                \
+}                                                                                    \
+static void fb_relu_backward_##S(const T *restrict dout, const uint8_t *restrict mask, \
+                                 T *restrict dx, ptrdiff_t n)                        \
+{                                                                                    \
+    if (FB_STREAMING(T, n, dx))                                                      \
+        FB_STREAM_CALL(relu_backward_##S(dout, mask, dx, n));                        \
+    else                                                                             \
+        fb_generic_relu_backward_##S(dout, mask, dx, n);                             \
+}                                                                                    \
 static void fb_sigmoid_forward_##S(const T *restrict x, T *restrict out, ptrdiff_t n) \
 {                                                                                    \
     FB_DISPATCH(sigmoid_forward_##S(x, out, n));                                     \
