@@ -116,30 +116,43 @@ static inline const char *fb_simd_level(void)
  * 0 below the underflow limit, NaN in -> NaN out.  Inline and branch-free so
  * the surrounding loop vectorises.
  */
+/* The exp constants, shared by the generic loops and the AVX-512 ones:
+ * underflow limit, log2(e), ln2 split in two (Cody-Waite), and the Chebyshev
+ * coefficients as FB_EXP_*_POLY(STEP): the leading one, then one STEP per
+ * Horner step p = p * r + c. */
+#define FB_EXP_D_MIN (-746.0)
+#define FB_EXP_D_LOG2E 1.4426950408889634074
+#define FB_EXP_D_LN2_HI 6.93147180369123816490e-01
+#define FB_EXP_D_LN2_LO 1.90821492927058770002e-10
+#define FB_EXP_D_LEAD 2.511003760596377771e-8
+#define FB_EXP_D_POLY(STEP) \
+    STEP(2.763263963904102975e-7) STEP(2.755724091857896982e-6) \
+    STEP(2.480148548232849242e-5) STEP(1.984126989004711371e-4) \
+    STEP(1.388888895231477465e-3) STEP(8.333333333319600611e-3) \
+    STEP(4.166666666648809550e-2) STEP(1.666666666666668081e-1) \
+    STEP(5.000000000000018386e-1) STEP(1.0) STEP(1.0)
+#define FB_EXP_F_MIN (-104.0f)
+#define FB_EXP_F_LOG2E 1.44269504088896341f
+#define FB_EXP_F_LN2_HI 0.693145751953125f
+#define FB_EXP_F_LN2_LO 1.428606765330187045e-06f
+#define FB_EXP_F_LEAD 1.394110843397267461e-3f
+#define FB_EXP_F_POLY(STEP) \
+    STEP(8.375126398153335682e-3f) STEP(4.166635289677515679e-2f) \
+    STEP(1.666641551465327543e-1f) STEP(5.000000047117757674e-1f) \
+    STEP(1.000000037716213843f) STEP(1.0f)
+#define FB_HORNER_STEP(c) p = p * r + (c);
+
 static inline double fb_exp_d(double x)
 {
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
     const double shifter = 6755399441055744.0;  /* 1.5 * 2**52: rounds to integer */
-    double xc = x < -746.0 ? -746.0 : x;         /* NaN compares false: kept */
+    double xc = x < FB_EXP_D_MIN ? FB_EXP_D_MIN : x;   /* NaN compares false: kept */
     xc = xc > 0.0 ? 0.0 : xc;
-    double t = xc * log2e + shifter;
+    double t = xc * FB_EXP_D_LOG2E + shifter;
     double n = t - shifter;
-    double r = (xc - n * ln2_hi) - n * ln2_lo;  /* |r| <= ln2/2 */
+    double r = (xc - n * FB_EXP_D_LN2_HI) - n * FB_EXP_D_LN2_LO;  /* |r| <= ln2/2 */
     /* Chebyshev fit of exp on [-ln2/2, ln2/2], degree 11 (error < 2e-17) */
-    double p = 2.511003760596377771e-8;
-    p = p * r + 2.763263963904102975e-7;
-    p = p * r + 2.755724091857896982e-6;
-    p = p * r + 2.480148548232849242e-5;
-    p = p * r + 1.984126989004711371e-4;
-    p = p * r + 1.388888895231477465e-3;
-    p = p * r + 8.333333333319600611e-3;
-    p = p * r + 4.166666666648809550e-2;
-    p = p * r + 1.666666666666668081e-1;
-    p = p * r + 5.000000000000018386e-1;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double p = FB_EXP_D_LEAD;
+    FB_EXP_D_POLY(FB_HORNER_STEP)
     /* 2**n as two factors 2**n1 * 2**n2 (n1 = round(n/2), n2 = n - n1) so that
        results in the subnormal range (n down to -1077) are still exact.  Each
        factor's exponent bits come from the shifter trick: the integer k sits
@@ -163,23 +176,15 @@ static inline double fb_exp_d(double x)
 
 static inline float fb_exp_f(float x)
 {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693145751953125f;
-    const float ln2_lo = 1.428606765330187045e-06f;
     const float shifter = 12582912.0f;  /* 1.5 * 2**23 */
-    float xc = x < -104.0f ? -104.0f : x;
+    float xc = x < FB_EXP_F_MIN ? FB_EXP_F_MIN : x;
     xc = xc > 0.0f ? 0.0f : xc;
-    float t = xc * log2e + shifter;
+    float t = xc * FB_EXP_F_LOG2E + shifter;
     float n = t - shifter;
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float r = (xc - n * FB_EXP_F_LN2_HI) - n * FB_EXP_F_LN2_LO;
     /* Chebyshev fit of exp on [-ln2/2, ln2/2], degree 6 (error < 3e-8) */
-    float p = 1.394110843397267461e-3f;
-    p = p * r + 8.375126398153335682e-3f;
-    p = p * r + 4.166635289677515679e-2f;
-    p = p * r + 1.666641551465327543e-1f;
-    p = p * r + 5.000000047117757674e-1f;
-    p = p * r + 1.000000037716213843f;
-    p = p * r + 1.0f;
+    float p = FB_EXP_F_LEAD;
+    FB_EXP_F_POLY(FB_HORNER_STEP)
     float n1 = (n * 0.5f + shifter) - shifter;    /* as in fb_exp_d */
     float n2 = n - n1;
     float t1 = n1 + shifter, t2 = n2 + shifter;
@@ -393,42 +398,29 @@ FB_ELEMENTWISE(double, d, fb_exp_d)
  * its second operand when either is NaN); scalef multiplies by 2**n with one
  * rounding, so subnormal results are exact without the two-factor trick.
  */
+#define FB_HORNER512_D(c) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c));
+#define FB_HORNER512_F(c) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
 FB_AVX512 static inline __m512d fb_exp512_d(__m512d x)
 {
-    x = _mm512_max_pd(_mm512_set1_pd(-746.0), x);
-    __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634074)),
+    x = _mm512_max_pd(_mm512_set1_pd(FB_EXP_D_MIN), x);
+    __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(FB_EXP_D_LOG2E)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), x);
-    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.90821492927058770002e-10), r);
-    __m512d p = _mm512_set1_pd(2.511003760596377771e-8);
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.763263963904102975e-7));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.755724091857896982e-6));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.480148548232849242e-5));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.984126989004711371e-4));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.388888895231477465e-3));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(8.333333333319600611e-3));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(4.166666666648809550e-2));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.666666666666668081e-1));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(5.000000000000018386e-1));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(FB_EXP_D_LN2_HI), x);
+    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(FB_EXP_D_LN2_LO), r);
+    __m512d p = _mm512_set1_pd(FB_EXP_D_LEAD);
+    FB_EXP_D_POLY(FB_HORNER512_D)
     return _mm512_scalef_pd(p, n);
 }
 
 FB_AVX512 static inline __m512 fb_exp512_f(__m512 x)
 {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    x = _mm512_max_ps(_mm512_set1_ps(FB_EXP_F_MIN), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(FB_EXP_F_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.394110843397267461e-3f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.375126398153335682e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166635289677515679e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666641551465327543e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000000047117757674e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.000000037716213843f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(FB_EXP_F_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(FB_EXP_F_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(FB_EXP_F_LEAD);
+    FB_EXP_F_POLY(FB_HORNER512_F)
     return _mm512_scalef_ps(p, n);
 }
 
