@@ -26,6 +26,33 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
 
+
+def _specialised_kernels(modules, signature):
+    """Every fused-type kernel of ``modules`` specialised for ``signature``
+    ('float' or 'double'), as attributes of one namespace.
+
+    Calling a fused Cython function goes through its dispatcher, which
+    inspects the arguments' dtypes on every call (0.3-1.2 us, as much as a
+    small kernel's work); the layers pick the dtype themselves and call the
+    specialisation directly.
+    """
+    import types
+    kernels = types.SimpleNamespace()
+    for module in modules:
+        for name, fn in vars(module).items():
+            signatures = getattr(fn, "__signatures__", None)
+            if signatures and not name.startswith("_"):
+                setattr(kernels, name, signatures[signature])
+    return kernels
+
+
+#: {dtype: namespace of that dtype's compiled kernels}, float32 and float64
+KERNELS = {}
+if COMPILED:
+    import numpy as np
+    KERNELS = {np.dtype(np.float32): _specialised_kernels((affine, elementwise, optim), "float"),
+               np.dtype(np.float64): _specialised_kernels((affine, elementwise, optim), "double")}
+
 if not COMPILED:
     warnings.warn(f"fastbp is running on its pure-NumPy reference ({REASON}); "
                   "results are the same, only slower", RuntimeWarning, stacklevel=2)

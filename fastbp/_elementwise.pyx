@@ -87,6 +87,30 @@ cdef enum Op:
     SIGMOID_BACKWARD
 
 
+cdef inline void _run_elementwise(Op op, const floating *a, const floating *b,
+                                  const uint8_t *mask_in, floating *out, uint8_t *mask_out,
+                                  Py_ssize_t start, Py_ssize_t length) noexcept nogil:
+    """Elementwise loop `op` over elements [start, start + length)."""
+    if floating is float:
+        if op == RELU_FORWARD:
+            fb_relu_forward_f(a + start, out + start, mask_out + start, length)
+        elif op == RELU_BACKWARD:
+            fb_relu_backward_f(a + start, mask_in + start, out + start, length)
+        elif op == SIGMOID_FORWARD:
+            fb_sigmoid_forward_f(a + start, out + start, length)
+        else:
+            fb_sigmoid_backward_f(a + start, b + start, out + start, length)
+    else:
+        if op == RELU_FORWARD:
+            fb_relu_forward_d(a + start, out + start, mask_out + start, length)
+        elif op == RELU_BACKWARD:
+            fb_relu_backward_d(a + start, mask_in + start, out + start, length)
+        elif op == SIGMOID_FORWARD:
+            fb_sigmoid_forward_d(a + start, out + start, length)
+        else:
+            fb_sigmoid_backward_d(a + start, b + start, out + start, length)
+
+
 cdef void _split_elementwise(Op op, const floating *a, const floating *b,
                              const uint8_t *mask_in, floating *out, uint8_t *mask_out,
                              Py_ssize_t n) noexcept nogil:
@@ -97,28 +121,13 @@ cdef void _split_elementwise(Op op, const floating *a, const floating *b,
     """
     cdef int chunk, n_chunks = _chunks(n)
     cdef Py_ssize_t start, length
+    if n_chunks == 1:        # no parallel region: entering one costs ~0.3 us
+        _run_elementwise(op, a, b, mask_in, out, mask_out, 0, n)
+        return
     for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
         _chunk_bounds(n, chunk, n_chunks, &start, &length)
-        if length == 0:              # a trailing empty chunk
-            continue
-        if floating is float:
-            if op == RELU_FORWARD:
-                fb_relu_forward_f(a + start, out + start, mask_out + start, length)
-            elif op == RELU_BACKWARD:
-                fb_relu_backward_f(a + start, mask_in + start, out + start, length)
-            elif op == SIGMOID_FORWARD:
-                fb_sigmoid_forward_f(a + start, out + start, length)
-            else:
-                fb_sigmoid_backward_f(a + start, b + start, out + start, length)
-        else:
-            if op == RELU_FORWARD:
-                fb_relu_forward_d(a + start, out + start, mask_out + start, length)
-            elif op == RELU_BACKWARD:
-                fb_relu_backward_d(a + start, mask_in + start, out + start, length)
-            elif op == SIGMOID_FORWARD:
-                fb_sigmoid_forward_d(a + start, out + start, length)
-            else:
-                fb_sigmoid_backward_d(a + start, b + start, out + start, length)
+        if length > 0:              # a trailing chunk may be empty
+            _run_elementwise(op, a, b, mask_in, out, mask_out, start, length)
 
 
 cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) except -1:

@@ -22,7 +22,7 @@ def sigmoid(x):
         return _reference.sigmoid(x)
     x = contiguous(x, dtype)
     out = np.empty_like(x)
-    _backend.elementwise.sigmoid_forward(flat(x), flat(out))
+    _backend.KERNELS[dtype].sigmoid_forward(flat(x), flat(out))
     return out
 
 
@@ -35,7 +35,7 @@ def softmax(x):
     y = np.empty_like(x2d)
     # The fused kernel also computes a loss; against label 0 it is cheap and unused.
     labels = np.zeros(x2d.shape[0], dtype=np.int64)
-    _backend.elementwise.softmax_xent_labels(x2d, labels, y, np.empty(x2d.shape[0], dtype))
+    _backend.KERNELS[dtype].softmax_xent_labels(x2d, labels, y, np.empty(x2d.shape[0], dtype))
     return y.reshape(x.shape)
 
 
@@ -48,9 +48,9 @@ def softmax_cross_entropy(x, t):
     y = np.empty_like(x)
     loss = np.empty(x.shape[0], dtype=dtype)
     if one_hot:
-        _backend.elementwise.softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
+        _backend.KERNELS[dtype].softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
     else:
-        _backend.elementwise.softmax_xent_labels(x, np.ascontiguousarray(t), y, loss)
+        _backend.KERNELS[dtype].softmax_xent_labels(x, np.ascontiguousarray(t), y, loss)
     return y, loss
 
 

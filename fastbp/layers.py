@@ -23,12 +23,13 @@ class Relu(_reference.Relu):
 
     def forward(self, x):
         x = _checks.as_numeric_array("x", x)
-        if kernel_dtype(x, integers_become_float=False) is None:
+        dtype = kernel_dtype(x, integers_become_float=False)
+        if dtype is None:
             return super().forward(x)      # integers stay integers, as in the book
-        x = contiguous(x)
+        x = contiguous(x, dtype)           # (native byte order for the kernel)
         out = np.empty_like(x)
         mask = np.empty_like(x, dtype=bool)
-        _backend.elementwise.relu_forward(flat(x), flat(out), flat(mask).view(np.uint8))
+        _backend.KERNELS[dtype].relu_forward(flat(x), flat(out), flat(mask).view(np.uint8))
         self.mask = mask
         return out
 
@@ -36,12 +37,13 @@ class Relu(_reference.Relu):
         _checks.check_called_forward(self, "mask")
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, self.mask.shape)
-        if kernel_dtype(dout, integers_become_float=False) is None:
+        dtype = kernel_dtype(dout, integers_become_float=False)
+        if dtype is None:
             return super().backward(dout)
         mask = contiguous(self.mask)
-        dout = like_layout(dout, mask)
+        dout = like_layout(dout.astype(dtype, copy=False), mask)
         dx = np.empty_like(dout)
-        _backend.elementwise.relu_backward(flat(dout), flat(mask).view(np.uint8), flat(dx))
+        _backend.KERNELS[dtype].relu_backward(flat(dout), flat(mask).view(np.uint8), flat(dx))
         return dx
 
 
@@ -58,7 +60,7 @@ class Sigmoid(_reference.Sigmoid):
             return super().forward(x)
         x = contiguous(x, dtype)
         out = np.empty_like(x)
-        _backend.elementwise.sigmoid_forward(flat(x), flat(out))
+        _backend.KERNELS[dtype].sigmoid_forward(flat(x), flat(out))
         self.out = out
         return out
 
@@ -72,7 +74,7 @@ class Sigmoid(_reference.Sigmoid):
         out = contiguous(self.out)
         dout = like_layout(dout, out)
         dx = np.empty_like(dout)
-        _backend.elementwise.sigmoid_backward(flat(dout), flat(out), flat(dx))
+        _backend.KERNELS[dtype].sigmoid_backward(flat(dout), flat(out), flat(dx))
         return dx
 
 
@@ -95,9 +97,9 @@ class Affine(_reference.Affine):
             return super().forward(x)
         x_kernel = contiguous(x2d, dtype)
         out = np.empty((n, W.shape[1]), dtype=dtype)
-        _backend.affine.affine_forward(x_kernel, contiguous(W, dtype),
+        _backend.KERNELS[dtype].affine_forward(x_kernel, contiguous(W, dtype),
                                        np.ascontiguousarray(b, dtype=dtype), out)
-        self.original_x_shape = np.shape(x)
+        self.original_x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
         self.x = x2d
         self._x_kernel = x_kernel
         return out
@@ -115,11 +117,11 @@ class Affine(_reference.Affine):
         dx = np.empty((n, d), dtype=dtype)
         dW = np.empty(W.shape, dtype=dtype)
         db = np.empty(W.shape[1], dtype=dtype)
-        _backend.affine.affine_backward(np.ascontiguousarray(dout), x_kernel.T,
+        _backend.KERNELS[dtype].affine_backward(np.ascontiguousarray(dout), x_kernel.T,
                                         contiguous(W, dtype).T, dx, dW, db)
         self.dW = dW
         self.db = db
-        return dx.reshape(self.original_x_shape)
+        return dx if len(self.original_x_shape) == 2 else dx.reshape(self.original_x_shape)
 
 
 class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
@@ -128,6 +130,7 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
     def __init__(self):
         super().__init__()
         self._kernel_y = None     # the 2-D y the kernel wrote (None: reference path)
+        self._row_losses = None   # the kernel's per-row loss output, reused call to call
 
     def forward(self, x, t):
         label_check = (_backend.elementwise.first_label_out_of_range
@@ -138,34 +141,38 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
             self._kernel_y = None
             return super().forward(x, t)
         x2d = np.ascontiguousarray(x2d, dtype=dtype)
+        n = x2d.shape[0]
         y = np.empty_like(x2d)
-        per_sample = np.empty(x2d.shape[0], dtype=dtype)
+        row_losses = self._row_losses
+        if row_losses is None or row_losses.shape[0] != n or row_losses.dtype != dtype:
+            row_losses = self._row_losses = np.empty(n, dtype=dtype)
         if one_hot:
             labels = np.ascontiguousarray(labels, dtype=dtype)
-            total = _backend.elementwise.softmax_xent_onehot(x2d, labels, y, per_sample)
+            total = _backend.KERNELS[dtype].softmax_xent_onehot(x2d, labels, y, row_losses)
         else:
-            total = _backend.elementwise.softmax_xent_labels(x2d, labels, y, per_sample)
-        self._x_shape = np.shape(x)
+            total = _backend.KERNELS[dtype].softmax_xent_labels(x2d, labels, y, row_losses)
+        self._x_shape = x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
         self.t = t
         self._labels = labels
-        self.y = y.reshape(self._x_shape)
+        self.y = y if len(x_shape) == 2 else y.reshape(x_shape)
         self._kernel_y = y
-        self.loss = total / x2d.shape[0]
+        self.loss = total / n
         return self.loss
 
     def backward(self, dout=1):
         _checks.check_called_forward(self, "y")
         y = self._kernel_y
         # the kernel path needs a real scalar dout and the y forward wrote (not
-        # one the caller has assigned since: self.y is a view of the kernel's y)
-        if y is None or self.y.base is not y or isinstance(dout, (bool, np.bool_)) \
+        # one the caller has assigned since: self.y is the kernel's y or a view of it)
+        if y is None or (self.y is not y and self.y.base is not y) \
+                or isinstance(dout, (bool, np.bool_)) \
                 or not isinstance(dout, (int, float, np.integer, np.floating)):
             return super().backward(dout)
         dx = np.empty_like(y)
         scale = dout / y.shape[0]
+        kernels = _backend.KERNELS[y.dtype]
         if self._labels.ndim == 2:
-            _backend.elementwise.softmax_xent_backward_onehot(flat(y), flat(self._labels),
-                                                              flat(dx), scale)
+            kernels.softmax_xent_backward_onehot(flat(y), flat(self._labels), flat(dx), scale)
         else:
-            _backend.elementwise.softmax_xent_backward_labels(y, self._labels, dx, scale)
+            kernels.softmax_xent_backward_labels(y, self._labels, dx, scale)
         return dx if len(self._x_shape) == 2 else dx.reshape(self._x_shape)

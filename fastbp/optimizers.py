@@ -5,7 +5,6 @@ Same classes, signatures and state attributes as
 a kernel of ``fastbp._optim`` when the parameter, gradient and state share a
 float32/float64 dtype and are contiguous, and the reference otherwise.
 """
-import numpy as np
 
 from . import _backend
 from ._arrays import flat
@@ -16,72 +15,79 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Ad
            "OPTIMIZERS", "get_optimizer"]
 
 
-def _kernel_ready(param, grad):
-    """True when the compiled update can run on these arrays in place."""
-    return (_backend.COMPILED and param.dtype in (np.float32, np.float64)
-            and grad.dtype == param.dtype and param.flags.c_contiguous
-            and grad.flags.c_contiguous)
+def _kernels_for(param, grad):
+    """The compiled kernels that can update these arrays in place (one
+    float32/float64 dtype, C-contiguous), or None: the reference updates."""
+    if grad.dtype == param.dtype and param.flags.c_contiguous and grad.flags.c_contiguous:
+        return _backend.KERNELS.get(param.dtype)
+    return None
 
 
 class SGD(_reference.SGD):
     __doc__ = _reference.SGD.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
-        _backend.optim.sgd(flat(param), flat(grad), self.lr)
+        kernels.sgd(flat(param), flat(grad), self.lr)
 
 
 class Momentum(_reference.Momentum):
     __doc__ = _reference.Momentum.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
         v = self._state("v", key, param)
-        _backend.optim.momentum(flat(param), flat(grad), flat(v), self.lr, self.momentum)
+        kernels.momentum(flat(param), flat(grad), flat(v), self.lr, self.momentum)
 
 
 class Nesterov(_reference.Nesterov):
     __doc__ = _reference.Nesterov.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
         v = self._state("v", key, param)
-        _backend.optim.nesterov(flat(param), flat(grad), flat(v), self.lr, self.momentum)
+        kernels.nesterov(flat(param), flat(grad), flat(v), self.lr, self.momentum)
 
 
 class AdaGrad(_reference.AdaGrad):
     __doc__ = _reference.AdaGrad.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
         h = self._state("h", key, param)
-        _backend.optim.adagrad(flat(param), flat(grad), flat(h), self.lr)
+        kernels.adagrad(flat(param), flat(grad), flat(h), self.lr)
 
 
 class RMSprop(_reference.RMSprop):
     __doc__ = _reference.RMSprop.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
         h = self._state("h", key, param)
-        _backend.optim.rmsprop(flat(param), flat(grad), flat(h), self.lr, self.decay_rate)
+        kernels.rmsprop(flat(param), flat(grad), flat(h), self.lr, self.decay_rate)
 
 
 class Adam(_reference.Adam):
     __doc__ = _reference.Adam.__doc__
 
     def _update_one(self, key, param, grad):
-        if not _kernel_ready(param, grad):
+        kernels = _kernels_for(param, grad)
+        if kernels is None:
             return super()._update_one(key, param, grad)
         m = self._state("m", key, param)
         v = self._state("v", key, param)
-        _backend.optim.adam(flat(param), flat(grad), flat(m), flat(v), self.lr_t,
-                            self.beta1, self.beta2)
+        kernels.adam(flat(param), flat(grad), flat(m), flat(v), self.lr_t, self.beta1,
+                     self.beta2)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov,

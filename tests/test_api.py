@@ -6,6 +6,7 @@ import inspect
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastbp
@@ -40,6 +41,28 @@ def test_compiled_core_is_the_one_running():
     else:
         assert fastbp.COMPILED is True, f"compiled core not loaded: {backend.REASON}"
         assert backend.COMPILED is True
+
+
+def test_kernel_table_holds_each_dtypes_specialisations():
+    """The layers call fused kernels through backend.KERNELS, one namespace of
+    specialisations per dtype (no fused dispatcher per call)."""
+    if PURE:
+        assert backend.KERNELS == {}
+        return
+    kernels = ("affine_forward", "affine_backward", "relu_forward", "relu_backward",
+               "sigmoid_forward", "sigmoid_backward", "softmax_xent_labels",
+               "softmax_xent_onehot", "softmax_xent_backward_labels",
+               "softmax_xent_backward_onehot", "sgd", "momentum", "nesterov", "adagrad",
+               "rmsprop", "adam")
+    assert set(backend.KERNELS) == {np.dtype(np.float32), np.dtype(np.float64)}
+    for dtype, other in ((np.float32, np.float64), (np.float64, np.float32)):
+        table = backend.KERNELS[np.dtype(dtype)]
+        assert sorted(vars(table)) == sorted(kernels)
+        out = np.empty(3, dtype)
+        table.sigmoid_forward(np.zeros(3, dtype), out)
+        np.testing.assert_array_equal(out, 0.5)
+        with pytest.raises(ValueError, match="dtype mismatch"):   # no dispatch to `other`
+            table.sigmoid_forward(np.zeros(3, other), np.empty(3, other))
 
 
 @pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no compiled module is loaded")

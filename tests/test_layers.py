@@ -781,6 +781,44 @@ def test_gradient_check_two_layer_stack(module, rng):
 
 
 # ---------------------------------------------------------------------------
+# Non-native byte order ('>f8' on a little-endian machine): the kernels read
+# native arrays only, so the layers convert first.  Same values as the
+# reference on the native arrays; results in the native dtype.
+# ---------------------------------------------------------------------------
+def swapped(a):
+    """``a``'s values stored in the other byte order."""
+    return a.astype(a.dtype.newbyteorder())
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_non_native_byte_order_gives_the_reference_values(dtype, rng):
+    x = random_array(rng, (5, 6), dtype, scale=3.0)
+    dout = random_array(rng, (5, 6), dtype)
+    assert swapped(x).dtype != x.dtype and np.array_equal(swapped(x), x)
+    for name in ("Relu", "Sigmoid"):
+        fast, ref = pair(name)
+        assert_close(fast.forward(swapped(x)), ref.forward(x), dtype)
+        assert_close(fast.backward(swapped(dout)), ref.backward(dout), dtype)
+
+    x, W, b, dout = affine_problem(rng, 5, 6, 4, dtype)
+    fast, ref = pair("Affine", swapped(W), swapped(b))
+    ref.W, ref.b = W, b
+    assert_close(fast.forward(swapped(x)), ref.forward(x), dtype, scale=gemm_scale(6, x, W))
+    assert_close(fast.backward(swapped(dout)), ref.backward(dout), dtype,
+                 scale=gemm_scale(4, dout, W))
+    assert_close(fast.dW, ref.dW, dtype, scale=gemm_scale(5, x, dout))
+    assert_close(fast.db, ref.db, dtype, scale=gemm_scale(5, 1.0, dout))
+
+    logits = random_array(rng, (5, 4), dtype, scale=3.0)
+    labels = np.array([0, 3, 2, 1, 3])
+    for t in (labels, np.eye(4, dtype=dtype)[labels]):
+        fast, ref = pair("SoftmaxWithLoss")
+        assert_close(fast.forward(swapped(logits), swapped(t)), ref.forward(logits, t), dtype)
+        assert_close(fast.y, ref.y, dtype)
+        assert_close(fast.backward(), ref.backward(), dtype)
+
+
+# ---------------------------------------------------------------------------
 # Which path runs: kernels for float32/float64, the reference for the rest
 # ---------------------------------------------------------------------------
 class KernelCalled(Exception):
@@ -819,8 +857,9 @@ def run_every_layer(dtype, rng):
 @pytest.fixture
 def poisoned_kernels(monkeypatch):
     import fastbp._backend as backend
-    monkeypatch.setattr(backend, "affine", PoisonedKernels())
     monkeypatch.setattr(backend, "elementwise", PoisonedKernels())
+    monkeypatch.setattr(backend, "KERNELS", {np.dtype(dtype): PoisonedKernels()
+                                             for dtype in (np.float32, np.float64)})
     return backend
 
 
