@@ -224,9 +224,11 @@ def _check_softmax(x, t, y, loss, total):
         assert abs(total - loss_ref.sum()) <= loss_bound.sum()
 
 
-# rows of 32+ classes run the intrinsic loops (shorter ones the generic loops):
-# every tail length 0..15 of a float32 row and 0..7 of a float64 row
+# rows of 6+ classes run the intrinsic loops (shorter ones the generic loops):
+# every tail length 0..15 of a float32 row and 0..7 of a float64 row; batches
+# of more than FB_LOG_BLOCK (256) rows, which the intrinsic loops take in blocks
 SHAPES = [(1, 1), (7, 3), (100, 10), (5, 2049), (3000, 1), (4, 1000), (3, 4097),
+          (600, 7), (257, 33), (513, 5),
           *[(3, c) for c in range(1, 41)], *[(2, c) for c in range(41, 64)]]
 
 
