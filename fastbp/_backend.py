@@ -6,7 +6,10 @@ environment variable FASTBP_PURE=1 is set, fastbp runs entirely on
 fastbp.reference, warns once, and ``fastbp.show_config()`` says so.
 """
 import os
+import types
 import warnings
+
+import numpy as np
 
 REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
@@ -36,7 +39,6 @@ def _specialised_kernels(modules, signature):
     small kernel's work); the layers pick the dtype themselves and call the
     specialisation directly.
     """
-    import types
     kernels = types.SimpleNamespace()
     for module in modules:
         for name, fn in vars(module).items():
@@ -49,7 +51,6 @@ def _specialised_kernels(modules, signature):
 #: {dtype: namespace of that dtype's compiled kernels}, float32 and float64
 KERNELS = {}
 if COMPILED:
-    import numpy as np
     KERNELS = {np.dtype(np.float32): _specialised_kernels((affine, elementwise, optim), "float"),
                np.dtype(np.float64): _specialised_kernels((affine, elementwise, optim), "double")}
 

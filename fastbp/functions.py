@@ -47,10 +47,11 @@ def softmax_cross_entropy(x, t):
     x = np.ascontiguousarray(x, dtype=dtype)
     y = np.empty_like(x)
     loss = np.empty(x.shape[0], dtype=dtype)
+    kernels = _backend.KERNELS[dtype]
     if one_hot:
-        _backend.KERNELS[dtype].softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
+        kernels.softmax_xent_onehot(x, np.ascontiguousarray(t, dtype=dtype), y, loss)
     else:
-        _backend.KERNELS[dtype].softmax_xent_labels(x, np.ascontiguousarray(t), y, loss)
+        kernels.softmax_xent_labels(x, np.ascontiguousarray(t), y, loss)
     return y, loss
 
 

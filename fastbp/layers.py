@@ -98,7 +98,7 @@ class Affine(_reference.Affine):
         x_kernel = contiguous(x2d, dtype)
         out = np.empty((n, W.shape[1]), dtype=dtype)
         _backend.KERNELS[dtype].affine_forward(x_kernel, contiguous(W, dtype),
-                                       np.ascontiguousarray(b, dtype=dtype), out)
+                                               np.ascontiguousarray(b, dtype=dtype), out)
         self.original_x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
         self.x = x2d
         self._x_kernel = x_kernel
@@ -118,7 +118,7 @@ class Affine(_reference.Affine):
         dW = np.empty(W.shape, dtype=dtype)
         db = np.empty(W.shape[1], dtype=dtype)
         _backend.KERNELS[dtype].affine_backward(np.ascontiguousarray(dout), x_kernel.T,
-                                        contiguous(W, dtype).T, dx, dW, db)
+                                                contiguous(W, dtype).T, dx, dW, db)
         self.dW = dW
         self.db = db
         return dx if len(self.original_x_shape) == 2 else dx.reshape(self.original_x_shape)

@@ -5,7 +5,6 @@ Same classes, signatures and state attributes as
 a kernel of ``fastbp._optim`` when the parameter, gradient and state share a
 float32/float64 dtype and are contiguous, and the reference otherwise.
 """
-
 from . import _backend
 from ._arrays import flat
 from .reference import optimizers as _reference
