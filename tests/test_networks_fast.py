@@ -160,3 +160,21 @@ def test_params_the_compiled_step_cannot_take_train_like_the_reference(change):
                                      rel=1e-12)
     for key in ref.params:
         np.testing.assert_allclose(fast.params[key], ref.params[key], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accuracy_in_row_blocks_equals_one_pass(dtype):
+    """accuracy() predicts in blocks of _PREDICT_BLOCK rows: the same classes as
+    one predict over the whole batch, for image-shaped and one-hot inputs too."""
+    rng = np.random.default_rng(3)
+    net = fast_nets.TwoLayerNet(784, 50, 10, dtype=dtype, seed=0)
+    n = 2 * net._PREDICT_BLOCK + 77                  # two whole blocks and a part
+    x = rng.random((n, 1, 28, 28)).astype(np.float32)
+    # labels the net gets right about half the time, so a misaligned block shows
+    predicted = np.argmax(net.predict(x), axis=1)
+    t = np.where(rng.random(n) < 0.5, predicted, (predicted + 1) % 10)
+    expected = float(np.mean(predicted == t))
+    assert net.accuracy(x, t) == expected
+    assert net.accuracy(x, np.eye(10)[t]) == expected
+    ref = ref_nets.TwoLayerNet(784, 50, 10, dtype=dtype, seed=0)
+    assert ref.accuracy(x, t) == expected

@@ -141,13 +141,17 @@ class BaseNet:
         t = _checks.as_numeric_array("t", t)
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
-        y = np.argmax(self.predict(x), axis=1)
+        y = self._predicted_classes(x)
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
         if t.shape != y.shape:
             raise ValueError(f"t: expected {y.shape[0]} labels to match x of shape "
                              f"{x.shape}, got {t.shape[0]}")
         return float(np.sum(y == t)) / float(x.shape[0])
+
+    def _predicted_classes(self, x):
+        """The class each sample of x is predicted as: argmax of its logits, (N,)."""
+        return np.argmax(self.predict(x), axis=1)
 
     # -- gradients ---------------------------------------------------------------
     def numerical_gradient(self, x, t):
