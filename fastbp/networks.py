@@ -15,6 +15,8 @@ are not refreshed; ``gradient()`` still returns fresh arrays.
 The batch is cast to the net's dtype first (uint8 or float32 images into a
 float64 net; float64 images into a float32 net compute in float32, where
 ``gradient()`` would follow NumPy's result dtype).
+``accuracy()`` predicts in blocks of 512 rows, so evaluating a whole
+training set never makes a cast copy of it or N-row activations.
 """
 import numpy as np
 
