@@ -570,7 +570,7 @@ FB_AVX512 static inline T fb_avx512_softmax_exp_row_##S(const T *restrict xi,   
     *row_max = m;                                                                    \
     return _mm512_reduce_add_##P(vsum);                                              \
 }                                                                                    \
-/* One softmax row: y = exp(x - max) / sum, *row_max = max; returns sum. */      \
+/* One softmax row: y = exp(x - max) / sum, *row_max = max; returns sum.  */     \
 FB_AVX512 static inline T fb_avx512_softmax_row_##S(const T *restrict xi,           \
         T *restrict yi, ptrdiff_t c, T *row_max)                                     \
 {                                                                                    \
