@@ -8,7 +8,8 @@ and the parameter update, on MNIST-shaped random data.
 GEMM) or "adam" (a separate fused update kernel).
 ``TrainStepPeakMemory`` records the peak resident memory of a process
 running one SGD step; ``TrainStepSpeedup`` reports reference time / fast
-time ("x") measured in the same process.
+time ("x") measured in the same process.  ``Accuracy`` times the per-epoch
+evaluation, ``net.accuracy`` over 10,000 images.
 
 The data here is made in ``setup``, not ``setup_cache``: it is cheap, and
 peakmem would otherwise also count the whole cache.
@@ -108,3 +109,22 @@ class TrainStepSpeedup(Benchmark):
 
     def track_multi_layer_net(self, dtype, batch, width, optimizer):
         return self._speedup("MultiLayerNet", dtype, width, optimizer)
+
+
+class Accuracy(Benchmark):
+    """``net.accuracy(x, t)`` of a TwoLayerNet 784-50-10 over 10,000 float32
+    images (the book's MNIST images are float32, its weights ``dtype``): the
+    per-epoch evaluation of ``fastbp train``.  fastbp predicts in row blocks;
+    the reference in one pass, as the book does."""
+
+    params = [IMPLS, DTYPES]
+    param_names = ["impl", "dtype"]
+    n_images = 10000
+
+    def setup(self, impl, dtype):
+        self.limit_threads()
+        self.x, self.t = make_batch(self.n_images, "float32")
+        self.network = make_network("TwoLayerNet", impl, dtype, 50)
+
+    def time_accuracy(self, impl, dtype):
+        self.network.accuracy(self.x, self.t)
