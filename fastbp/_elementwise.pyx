@@ -72,14 +72,6 @@ cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     return threads if threads > 1 else 1
 
 
-cdef inline void _chunk_bounds(Py_ssize_t n, int chunk, int n_chunks,
-                               Py_ssize_t *start, Py_ssize_t *length) noexcept nogil:
-    """[start, start + length) of chunk `chunk` when n is split n_chunks ways."""
-    cdef Py_ssize_t per = (n + n_chunks - 1) // n_chunks
-    start[0] = min(chunk * per, n)
-    length[0] = min(per, n - start[0])
-
-
 cdef enum Op:
     RELU_FORWARD
     RELU_BACKWARD
@@ -120,12 +112,17 @@ cdef void _split_elementwise(Op op, const floating *a, const floating *b,
     elements (NULL where `op` doesn't use them); n > 0.
     """
     cdef int chunk, n_chunks = _chunks(n)
-    cdef Py_ssize_t start, length
+    cdef Py_ssize_t start, length, per
     if n_chunks == 1:        # no parallel region: entering one costs ~0.3 us
         _run_elementwise(op, a, b, mask_in, out, mask_out, 0, n)
         return
+    per = (n + n_chunks - 1) // n_chunks
     for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-        _chunk_bounds(n, chunk, n_chunks, &start, &length)
+        # assigned here, not through a pointer, so that Cython makes start and
+        # length private to each thread (a helper writing them through
+        # pointers left them shared: threads raced for them)
+        start = min(chunk * per, n)
+        length = min(per, n - start)
         if length > 0:              # a trailing chunk may be empty
             _run_elementwise(op, a, b, mask_in, out, mask_out, start, length)
 

@@ -365,6 +365,25 @@ def test_threaded_split_is_bit_identical(dtype, n, threads, kernel_threads, rng)
     np.testing.assert_array_equal(serial[0], np.where(x > 0, x, 0))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_every_chunk_is_written_in_many_threaded_calls(threads, kernel_threads):
+    """Each thread's chunk bounds are its own: when two threads shared them, a
+    thread could run another's chunk and leave its own unwritten (seen as
+    about 1 call in 1000 on tiny arrays).  Outputs start as NaN, so any
+    element left unwritten shows."""
+    kernel_threads(threads, 1)                         # split every array
+    if _elementwise.get_num_threads() < 2:
+        pytest.skip("serial build: no threads to race")
+    for n in (2, 3, 5, 8):
+        x = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+        for _ in range(2500):
+            sig = np.full(n, np.nan, np.float32)
+            _elementwise.sigmoid_forward(x, sig)
+            out, mask = np.full(n, np.nan, np.float32), np.full(n, 7, np.uint8)
+            _elementwise.relu_forward(x, out, mask)
+            assert not np.isnan(sig).any() and not np.isnan(out).any() and (mask != 7).all()
+
+
 def test_set_num_threads_round_trip():
     default = _elementwise.get_num_threads()
     assert default >= 1
