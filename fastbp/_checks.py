@@ -63,6 +63,16 @@ def check_affine_params(W, b):
     return W, b
 
 
+def check_affine_backward_weights(W, x2d):
+    """ValueError unless W (checked by ``check_affine_params``) still has one
+    row per feature of the x that ``forward`` saw: W may have been replaced
+    since (the book's ``load_params`` reassigns layer attributes)."""
+    if W.shape[0] != x2d.shape[1]:
+        raise ValueError(f"W: expected {x2d.shape[1]} rows to match the x of the last "
+                         f"forward (shape {x2d.shape}), got W of shape {W.shape}; W was "
+                         "replaced since forward")
+
+
 def affine_input_2d(x, W):
     """x (N, D) or (N, d1, d2, ...) with d1*d2*... = D, as an (N, D) view."""
     x = as_numeric_array("x", x)
@@ -82,6 +92,9 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
     Returns ``(x2d, t_checked, one_hot)``: x as (N, C); t as int64 indices (N,)
     in [0, C) when ``one_hot`` is False (C-contiguous when
     ``first_label_out_of_range`` is given), or as an (N, C) array when True.
+    ``t_checked`` is always a copy: a layer keeps it for ``backward``, and a
+    change the caller makes to ``t`` in between must not reach the kernels
+    (they index with the labels unchecked).
     A single sample (x of shape (C,), t a scalar or (C,)) is a batch of 1.
     ``first_label_out_of_range(labels, C)``, if given, is a faster range check
     (the compiled one): index of the first int64 label outside [0, C), or -1.
@@ -101,7 +114,7 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
     if c == 0:
         raise ValueError(f"x: expected at least one class, got shape {x.shape}")
     if t.ndim == 2 and t.shape == (n, c):
-        return x, t, True
+        return x, np.array(t, order="C"), True
     if t.ndim != 1:
         raise ValueError(f"t: expected integer labels of shape ({n},) or one-hot labels of "
                          f"shape ({n}, {c}), got shape {t.shape}")
@@ -112,13 +125,13 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
         raise ValueError(f"t: expected {n} labels to match x of shape {x.shape}, "
                          f"got {t.shape[0]}")
     if first_label_out_of_range is not None:
-        labels = np.ascontiguousarray(t, dtype=np.int64)   # uint64 >= 2**63 turn negative
+        labels = np.array(t, dtype=np.int64, order="C")   # uint64 >= 2**63 turn negative
         index = first_label_out_of_range(labels, c)
         bad = None if index < 0 else int(t[index])
         if bad is not None:
             raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
     else:
-        labels = t.astype(np.int64, copy=False)
+        labels = t.astype(np.int64)
         check_labels_in_range(t, c)
     return x, labels, False
 

@@ -84,6 +84,7 @@ class Affine(_reference.Affine):
     def __init__(self, W, b):
         super().__init__(W, b)
         self._x_kernel = None   # x as the kernel read it (cast/contiguous), for backward
+        self._x_forward = None  # the self.x forward set: backward trusts _x_kernel only with it
 
     def forward(self, x):
         W, b = _checks.check_affine_params(self.W, self.b)
@@ -100,20 +101,24 @@ class Affine(_reference.Affine):
         _backend.KERNELS[dtype].affine_forward(x_kernel, contiguous(W, dtype),
                                                np.ascontiguousarray(b, dtype=dtype), out)
         self.original_x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
-        self.x = x2d
+        self.x = self._x_forward = x2d
         self._x_kernel = x_kernel
         return out
 
     def backward(self, dout):
         _checks.check_called_forward(self, "x")
         W, _ = _checks.check_affine_params(self.W, self.b)
+        _checks.check_affine_backward_weights(W, self.x)
         dout = _checks.as_numeric_array("dout", dout)
         n, d = self.x.shape
         _checks.check_same_shape("dout", dout, (n, W.shape[1]))
+        x_kernel = self._x_kernel
+        if x_kernel is None or self.x is not self._x_forward:
+            return super().backward(dout)   # the reference path, or x replaced since forward
         dtype = kernel_dtype(self.x, W, dout, integers_become_float=False)
-        if dtype is None or dout.dtype != dtype or self._x_kernel is None:
+        if dtype is None or dout.dtype != dtype:
             return super().backward(dout)   # NumPy's per-product dtypes
-        x_kernel = contiguous(self._x_kernel, dtype)
+        x_kernel = contiguous(x_kernel, dtype)
         dx = np.empty((n, d), dtype=dtype)
         dW = np.empty(W.shape, dtype=dtype)
         db = np.empty(W.shape[1], dtype=dtype)

@@ -85,6 +85,8 @@ class _FastTrainStep:
         n = x2d.shape[0]
         if n == 0:
             _checks.check_nonempty_batch(x)          # raises
+        if n > _checks.BLAS_INT_MAX:                 # before the labels are copied
+            _checks.check_blas_size(N=n)             # raises
         t = self._checked_labels(t, n)
         if not _backend.COMPILED or self.dtype not in (np.float32, np.float64):
             _checks.check_blas_size(N=n, widest_layer=max(self._sizes))

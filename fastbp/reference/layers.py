@@ -122,6 +122,7 @@ class Affine:
     def backward(self, dout):
         _checks.check_called_forward(self, "x")
         W, _ = _checks.check_affine_params(self.W, self.b)
+        _checks.check_affine_backward_weights(W, self.x)
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, (self.x.shape[0], W.shape[1]))
         dx = np.matmul(dout, W.T)
