@@ -284,12 +284,9 @@ def cmd_train(parser, args):
         print(title)
         print(f"data: {data_what}, {len(x_train)} train / {len(x_test)} test images; {length}",
               flush=True)
-    if args.threads == 0:
+    from ._runtime import thread_limits
+    with thread_limits(args.threads):          # 0: the libraries' defaults
         trainer.train()
-    else:
-        from .bench import thread_limits
-        with thread_limits(args.threads):
-            trainer.train()
 
     if args.save is not None:
         try:

@@ -28,7 +28,6 @@ Use: ``fastbp bench [--dtype float32|float64|both] [--threads N] [--quick]
 [--json]``, or ``run(argv)`` / ``collect(...)`` from Python.
 """
 import argparse
-import contextlib
 import json
 import math
 import statistics
@@ -38,6 +37,7 @@ import timeit
 import numpy as np
 
 from ._argtypes import positive_int
+from ._runtime import blas_threads_limitable, optional_torch, thread_limits
 
 __all__ = ["CASES", "DESCRIPTION", "add_arguments", "collect", "format_table", "run",
            "run_args", "thread_limits", "time_per_call"]
@@ -211,16 +211,6 @@ def _step_floor(x, W1, W2):
 # PyTorch (optional)
 # ---------------------------------------------------------------------------
 
-def _import_torch():
-    try:
-        import torch
-        import torch.nn  # noqa: F401
-        import torch.nn.functional  # noqa: F401
-    except Exception:   # not installed, or a broken install: the column is left out
-        return None
-    return torch
-
-
 def _torch_step(torch, sizes, x, t, lr):
     nn, F = torch.nn, torch.nn.functional
     tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
@@ -360,31 +350,6 @@ def time_interleaved(fns, repeat=FULL["repeat"], min_time=FULL["min_time"]):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-@contextlib.contextmanager
-def thread_limits(threads, torch=None):
-    """Limit BLAS/OpenMP (threadpoolctl), fastbp's kernels and torch to ``threads``.
-
-    Yields whether threadpoolctl was there to limit BLAS.  On exit fastbp's
-    kernels go back to the default (``set_num_threads(0)``).
-    """
-    from . import _backend
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            limited = False
-        else:
-            stack.enter_context(threadpool_limits(limits=threads))
-            limited = True
-        _backend.set_num_threads(threads)
-        stack.callback(_backend.set_num_threads, 0)
-        if torch is not None:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            stack.callback(torch.set_num_threads, previous)
-        yield limited
-
-
 def _ratio(a, b):
     return a / b if a is not None and b is not None and b > 0 else None
 
@@ -401,7 +366,7 @@ def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
     microseconds per call.  ``on_row(row)`` is called as each row completes.
     """
     setup = QUICK if quick else FULL
-    torch = _import_torch()
+    torch = optional_torch()
     selected = [c for c in CASES if cases is None or c[0] in cases]
     rows = []
     with thread_limits(threads, torch):
@@ -532,12 +497,8 @@ def run_args(args, file=None):
         rows = collect(dtypes, args.threads, args.quick)
         print(json.dumps(rows, indent=1), file=out)
         return 0
-    torch = _import_torch()
-    try:
-        import threadpoolctl  # noqa: F401
-        limited = True
-    except ImportError:
-        limited = False
+    torch = optional_torch()
+    limited = blas_threads_limitable()
     cols = _columns(torch is not None)
     for line in _header(args.threads, dtypes, args.quick, limited, torch is not None):
         print(line, file=out)

@@ -15,6 +15,7 @@ import pytest
 
 import fastbp
 from fastbp import bench
+from fastbp._runtime import optional_torch
 from fastbp.__main__ import main
 
 EXPECTED_NAMES = [
@@ -34,7 +35,7 @@ WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-5
 
 
 def torch_available():
-    return bench._import_torch() is not None
+    return optional_torch() is not None
 
 
 @pytest.fixture(scope="module")
