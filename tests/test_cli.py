@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import full_mnist_dir
+
 import fastbp
 import fastbp.networks
 import fastbp.trainer
 from fastbp.__main__ import DEFAULT_EPOCHS, PLOT_HINT, main
-from fastbp.datasets import full_mnist_dir
 from fastbp.networks import MultiLayerNet, TwoLayerNet
 
 FINAL_RE = re.compile(r"test accuracy: 0\.\d{4} \(\d+ steps, [\d.]+ s, [\d.]+ steps/s\)")
