@@ -387,6 +387,18 @@ def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch, capsys):
     assert "FAILED" in out and "W2" in out.split("FAILED")[-1]
 
 
+def test_every_subcommand_is_one_parser_function_and_one_handler():
+    import fastbp.__main__ as cli
+    parser = cli.build_parser()
+    (subparsers,) = parser._subparsers._group_actions
+    names = subparsers.choices
+    assert list(names) == ["train", "gradcheck", "info", "bench"]
+    assert [f.__name__ for f in cli.SUBCOMMANDS] == [f"_{name}_parser" for name in names]
+    for name, subparser in names.items():
+        assert subparser.get_default("handler") is getattr(cli, f"cmd_{name}")
+        assert subparser.get_default("command_parser") is subparser
+
+
 def test_info_shows_the_configuration(capsys):
     code, out, err = run_cli(capsys, "info")
     assert code == 0
