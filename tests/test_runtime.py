@@ -1,4 +1,6 @@
 """fastbp._runtime: the thread limits and optional peers the CLI and the bench share."""
+import sys
+
 import pytest
 
 import fastbp
@@ -20,23 +22,27 @@ class FakeTorch:
         self.threads = n
 
 
-def openmp_threads_settable():
-    return fastbp.COMPILED and fastbp._backend.elementwise.openmp_enabled()
-
-
 def test_thread_limits_sets_every_pool_and_restores_it():
+    # one thread: the limit every pool can honour, however many cores there are
     before = fastbp.get_num_threads()
     torch = FakeTorch(threads=7)
-    with _runtime.thread_limits(2, torch) as limited:
+    with _runtime.thread_limits(1, torch) as limited:
         assert limited is _runtime.blas_threads_limitable()
-        assert torch.threads == 2
-        if openmp_threads_settable():
-            assert fastbp.get_num_threads() == 2
+        assert torch.threads == 1
+        assert fastbp.get_num_threads() == 1
         if limited:
             from threadpoolctl import threadpool_info
-            assert all(pool["num_threads"] == 2 for pool in threadpool_info())
-    assert torch.calls == [2, 7]
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.calls == [1, 7]
     assert fastbp.get_num_threads() == before
+
+
+def test_thread_limits_sets_fastbp_kernel_threads(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fastbp._backend, "set_num_threads", calls.append)
+    with _runtime.thread_limits(3):
+        assert calls == [3]
+    assert calls == [3, 0]                    # back to the default on exit
 
 
 def test_thread_limits_restores_on_error():
@@ -60,12 +66,10 @@ def test_thread_limits_zero_leaves_every_pool_alone(monkeypatch, threads):
 
 
 def test_optional_torch_is_none_when_torch_cannot_be_imported(monkeypatch):
-    import sys
     monkeypatch.setitem(sys.modules, "torch", None)       # import torch -> ImportError
     assert _runtime.optional_torch() is None
 
 
 def test_blas_threads_limitable_follows_threadpoolctl(monkeypatch):
-    import sys
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     assert _runtime.blas_threads_limitable() is False
