@@ -38,8 +38,8 @@ and, in ``floor_legend`` and ``torch_legend``, one phrase each for the
 legend saying what the floor and the torch columns time (None: the row has
 no such column).
 
-``build(dtype, torch, **params)`` is called once per dtype, before any
-timing, and returns :class:`Columns`: ``reference``, ``fastbp`` and, if
+``build(dtype, torch, **params)`` is called once per dtype, just before
+the row is timed, and returns :class:`Columns`: ``reference``, ``fastbp`` and, if
 the record names them, ``floor`` and ``torch`` -- callables that each do the
 work once per call, on data made beforehand from ``_data_rng()`` with
 outputs preallocated where the work allows.  ``torch`` is the torch module,
@@ -54,8 +54,8 @@ or None when PyTorch is not importable (then build no torch column).
   and optionally the PyTorch peer, then ``_build_<kind>(dtype, torch,
   **sizes) -> Columns`` in the "cases" section, then its records.
 
-``tests/test_bench.py`` checks that every row has exactly the columns its
-record announces.
+A row whose columns differ from what its record announces is an error
+(``_build_columns``); ``tests/test_bench.py`` builds every record.
 """
 import argparse
 import json
