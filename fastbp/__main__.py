@@ -10,6 +10,12 @@ Subcommands:
 ``main(argv=None)`` parses ``argv`` (default: sys.argv[1:]) and returns the
 exit code: 0 success, 1 runtime failure (failed gradient check, unreadable
 data), 2 bad arguments (argparse usage errors, a missing optional dependency).
+
+Each subcommand NAME is one section below: ``_NAME_parser(subparsers)`` adds
+its parser (options, help) and sets ``handler=cmd_NAME``; ``cmd_NAME(parser,
+args)`` runs it and returns the exit code (raise ``CommandError`` for a
+one-line runtime error).  ``SUBCOMMANDS`` lists the parser functions in
+``--help`` order: a new subcommand is a new section and one entry there.
 """
 import argparse
 import os
@@ -55,7 +61,7 @@ def hidden_sizes(text):
 
 
 # ---------------------------------------------------------------------------
-# parser
+# shared options and helpers
 # ---------------------------------------------------------------------------
 
 def _add_data_options(p):
@@ -75,96 +81,6 @@ def _add_backend_option(p):
                    help="fast: fastbp.networks/fastbp.optimizers (compiled); reference: "
                         "fastbp.reference (plain NumPy)  [fast]")
 
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="fastbp",
-        description="Backprop layers of 'Deep Learning from Scratch' (ch. 5), compiled.")
-    from . import __version__
-    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    # -- train -----------------------------------------------------------------
-    p = sub.add_parser(
-        "train", help="train a network on MNIST (the book's chapter-5 experiment)",
-        description="Train on MNIST with fastbp.Trainer. Without options: the book's "
-                    f"experiment, TwoLayerNet 784-50-10, batch {DEFAULT_BATCH}, SGD lr "
-                    f"{DEFAULT_SGD_LR}, float64, {DEFAULT_EPOCHS} epochs on the embedded "
-                    "10k-image subset (test accuracy ~0.91). A list of hidden sizes or "
-                    "--activation sigmoid selects MultiLayerNet (He/Xavier init). The last "
-                    "line is 'test accuracy: A (N steps, T s, S steps/s)'.")
-    _add_data_options(p)
-    p.add_argument("--hidden", type=hidden_sizes, default=None, metavar="N[,N...]",
-                   help=f"hidden layer width, or a comma-separated list of widths "
-                        f"(MultiLayerNet)  [{DEFAULT_HIDDEN}]")
-    p.add_argument("--activation", choices=("relu", "sigmoid"), default="relu",
-                   help="hidden activation; sigmoid selects MultiLayerNet  [relu]")
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
-                   help="[sgd]")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help=f"learning rate  [{DEFAULT_SGD_LR} for sgd, else the optimizer's "
-                        "default as in the book: 0.01, adam 0.001]")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_int, default=None,
-                        help=f"epochs of N_train // batch-size steps  [{DEFAULT_EPOCHS}]")
-    length.add_argument("--iters", type=positive_int, default=None,
-                        help="total number of steps (instead of --epochs)")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
-                   help=f"[{DEFAULT_BATCH}]")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                   help="parameter dtype  [float64]")
-    p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seed of the weights and of the batch sampler  [0]")
-    _add_backend_option(p)
-    p.add_argument("--save", metavar="PARAMS.npz", default=None,
-                   help="write the trained parameters with net.save")
-    p.add_argument("--plot", metavar="CURVE.png", default=None,
-                   help="plot the loss and accuracy curves (needs matplotlib)")
-    p.add_argument("--threads", type=non_negative_int, default=1,
-                   help="BLAS and fastbp kernel threads (threadpoolctl); 0 keeps the "
-                        "library defaults. The book's nets are too small for threads to "
-                        "pay: on 2 cores one thread trained 784-50-10 10%% faster idle "
-                        "and 2x faster with the other core busy  [1]")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="print only the final line")
-    p.set_defaults(handler=cmd_train, command_parser=p)
-
-    # -- gradcheck -------------------------------------------------------------
-    p = sub.add_parser(
-        "gradcheck", help="compare backprop with numerical gradients (the book's 5.7.3)",
-        description="The book's gradient check: TwoLayerNet 784-H-10 (float64) on the first "
-                    f"{GRADCHECK_IMAGES} training images; gradient() against "
-                    "numerical_gradient() for every entry. Exit 1 if a mean |difference| "
-                    f"exceeds {GRADCHECK_TOL:g}.")
-    _add_data_options(p)
-    p.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN,
-                   help=f"hidden width  [{DEFAULT_HIDDEN}]")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="weight seed  [0]")
-    p.add_argument("--max-entries", type=positive_int, default=None, metavar="N",
-                   help="check a random sample of N entries per parameter with "
-                        "fastbp.gradient.gradient_check instead of all of them")
-    _add_backend_option(p)
-    p.set_defaults(handler=cmd_gradcheck, command_parser=p)
-
-    # -- info ------------------------------------------------------------------
-    p = sub.add_parser("info", help="show the configuration (fastbp.show_config())",
-                       description="Print version, compiled core, BLAS, OpenMP, SIMD "
-                                   "level and threads.")
-    p.set_defaults(handler=cmd_info, command_parser=p)
-
-    # -- bench -----------------------------------------------------------------
-    from . import bench
-    p = sub.add_parser("bench", help="time book / reference code against fastbp",
-                       description=bench.DESCRIPTION)
-    bench.add_arguments(p)
-    p.set_defaults(handler=cmd_bench, command_parser=p)
-    return parser
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
 
 def _check_data_args(parser, args):
     if args.data_dir is not None and args.data == "mini":
@@ -208,36 +124,55 @@ def _check_output_path(option, path):
         raise CommandError(f"{option} {path}: is a directory", code=2)
 
 
-def _plot_curves(trainer, path, title):
-    from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    losses = trainer.train_loss_list
-    ax_loss.plot(range(1, len(losses) + 1), losses, linewidth=0.8)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("training loss (mini-batch)")
-    ax_loss.set_title("loss")
-    epochs = range(1, len(trainer.test_acc_list) + 1)
-    if len(epochs):
-        ax_acc.plot(epochs, trainer.train_acc_list, marker="o", markersize=3, label="train")
-        ax_acc.plot(epochs, trainer.test_acc_list, marker="s", markersize=3,
-                    linestyle="--", label="test")
-        ax_acc.legend(loc="lower right")
-    else:
-        ax_acc.text(0.5, 0.5, "no complete epoch", ha="center", va="center",
-                    transform=ax_acc.transAxes)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(0, 1.0)
-    ax_acc.set_title(f"accuracy (final test {trainer.test_acc:.4f})")
-    fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
-
-
 # ---------------------------------------------------------------------------
-# commands
+# train
 # ---------------------------------------------------------------------------
+
+def _train_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train a network on MNIST (the book's chapter-5 experiment)",
+        description="Train on MNIST with fastbp.Trainer. Without options: the book's "
+                    f"experiment, TwoLayerNet 784-50-10, batch {DEFAULT_BATCH}, SGD lr "
+                    f"{DEFAULT_SGD_LR}, float64, {DEFAULT_EPOCHS} epochs on the embedded "
+                    "10k-image subset (test accuracy ~0.91). A list of hidden sizes or "
+                    "--activation sigmoid selects MultiLayerNet (He/Xavier init). The last "
+                    "line is 'test accuracy: A (N steps, T s, S steps/s)'.")
+    _add_data_options(p)
+    p.add_argument("--hidden", type=hidden_sizes, default=None, metavar="N[,N...]",
+                   help=f"hidden layer width, or a comma-separated list of widths "
+                        f"(MultiLayerNet)  [{DEFAULT_HIDDEN}]")
+    p.add_argument("--activation", choices=("relu", "sigmoid"), default="relu",
+                   help="hidden activation; sigmoid selects MultiLayerNet  [relu]")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
+                   help="[sgd]")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"learning rate  [{DEFAULT_SGD_LR} for sgd, else the optimizer's "
+                        "default as in the book: 0.01, adam 0.001]")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, default=None,
+                        help=f"epochs of N_train // batch-size steps  [{DEFAULT_EPOCHS}]")
+    length.add_argument("--iters", type=positive_int, default=None,
+                        help="total number of steps (instead of --epochs)")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
+                   help=f"[{DEFAULT_BATCH}]")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="parameter dtype  [float64]")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the weights and of the batch sampler  [0]")
+    _add_backend_option(p)
+    p.add_argument("--save", metavar="PARAMS.npz", default=None,
+                   help="write the trained parameters with net.save")
+    p.add_argument("--plot", metavar="CURVE.png", default=None,
+                   help="plot the loss and accuracy curves (needs matplotlib)")
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="BLAS and fastbp kernel threads (threadpoolctl); 0 keeps the "
+                        "library defaults. The book's nets are too small for threads to "
+                        "pay: on 2 cores one thread trained 784-50-10 10%% faster idle "
+                        "and 2x faster with the other core busy  [1]")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only the final line")
+    p.set_defaults(handler=cmd_train, command_parser=p)
+
 
 def cmd_train(parser, args):
     import numpy as np
@@ -284,12 +219,9 @@ def cmd_train(parser, args):
         print(title)
         print(f"data: {data_what}, {len(x_train)} train / {len(x_test)} test images; {length}",
               flush=True)
-    if args.threads == 0:
+    from ._runtime import thread_limits
+    with thread_limits(args.threads):          # 0: the libraries' defaults
         trainer.train()
-    else:
-        from .bench import thread_limits
-        with thread_limits(args.threads):
-            trainer.train()
 
     if args.save is not None:
         try:
@@ -312,8 +244,59 @@ def cmd_train(parser, args):
     return 0
 
 
+def _plot_curves(trainer, path, title):
+    from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    losses = trainer.train_loss_list
+    ax_loss.plot(range(1, len(losses) + 1), losses, linewidth=0.8)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss (mini-batch)")
+    ax_loss.set_title("loss")
+    epochs = range(1, len(trainer.test_acc_list) + 1)
+    if len(epochs):
+        ax_acc.plot(epochs, trainer.train_acc_list, marker="o", markersize=3, label="train")
+        ax_acc.plot(epochs, trainer.test_acc_list, marker="s", markersize=3,
+                    linestyle="--", label="test")
+        ax_acc.legend(loc="lower right")
+    else:
+        ax_acc.text(0.5, 0.5, "no complete epoch", ha="center", va="center",
+                    transform=ax_acc.transAxes)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1.0)
+    ax_acc.set_title(f"accuracy (final test {trainer.test_acc:.4f})")
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=100)
+
+
+# ---------------------------------------------------------------------------
+# gradcheck
+# ---------------------------------------------------------------------------
+
+def _gradcheck_parser(subparsers):
+    p = subparsers.add_parser(
+        "gradcheck", help="compare backprop with numerical gradients (the book's 5.7.3)",
+        description="The book's gradient check: TwoLayerNet 784-H-10 (float64) on the first "
+                    f"{GRADCHECK_IMAGES} training images; gradient() against "
+                    "numerical_gradient() for every entry. Exit 1 if a mean |difference| "
+                    f"exceeds {GRADCHECK_TOL:g}.")
+    _add_data_options(p)
+    p.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN,
+                   help=f"hidden width  [{DEFAULT_HIDDEN}]")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="weight seed  [0]")
+    p.add_argument("--max-entries", type=positive_int, default=None, metavar="N",
+                   help="check a random sample of N entries per parameter with "
+                        "fastbp.gradient.gradient_check instead of all of them")
+    _add_backend_option(p)
+    p.set_defaults(handler=cmd_gradcheck, command_parser=p)
+
+
 def cmd_gradcheck(parser, args):
     import numpy as np
+
+    from .gradient import compare_gradients, gradient_check
 
     _check_data_args(parser, args)
     ((x_train, t_train), _), _ = _load_data(args)
@@ -321,49 +304,47 @@ def cmd_gradcheck(parser, args):
     t = t_train[:GRADCHECK_IMAGES]
     networks, _ = _modules(args.backend)
     net = networks.TwoLayerNet(x.shape[1], args.hidden, 10, dtype=np.float64, seed=args.seed)
-    n_entries = sum(p.size for p in net.params.values())
     start = time.perf_counter()
     if args.max_entries is None:
         # the book: every entry of every parameter, two forward passes each
-        grad_backprop = net.gradient(x, t)
-        grad_numerical = net.numerical_gradient(x, t)
-        report = {}
-        for key in net.params:
-            a = np.asarray(grad_backprop[key], dtype=np.float64)
-            b = np.asarray(grad_numerical[key], dtype=np.float64)
-            diff = np.abs(a - b)
-            rel = diff / np.maximum(np.abs(a) + np.abs(b), np.finfo(np.float64).tiny)
-            report[key] = {"mean_abs_diff": float(np.mean(diff)),
-                           "max_rel_error": float(np.max(rel)), "checked": a.size}
-        scope = f"all {n_entries} entries"
+        report = compare_gradients(net.gradient(x, t), net.numerical_gradient(x, t))
     else:
-        from .gradient import gradient_check
         report = gradient_check(net, x, t, max_entries=args.max_entries, seed=args.seed)
-        checked = sum(r["checked"] for r in report.values())
-        scope = (f"{checked} of {n_entries} entries (at most {args.max_entries} per "
-                 "parameter, sampled by fastbp.gradient.gradient_check)")
     elapsed = time.perf_counter() - start
 
     print(f"{type(net).__name__} {x.shape[1]}-{args.hidden}-10 float64 ({args.backend} "
-          f"backend), {len(x)} images: {scope}, {elapsed:.1f} s")
-    failed = []
-    for key, r in report.items():
-        bad = not (r["mean_abs_diff"] <= GRADCHECK_TOL)     # NaN fails too
-        if bad:
-            failed.append(key)
-        print(f"{key}: mean |diff| = {r['mean_abs_diff']:.1e}, max rel = "
-              f"{r['max_rel_error']:.1e}{'  <-- FAILED' if bad else ''}")
-    if failed:
-        print(f"gradient check FAILED: mean |diff| > {GRADCHECK_TOL:g} for {', '.join(failed)}")
-        return 1
-    print(f"gradient check passed: every mean |diff| <= {GRADCHECK_TOL:g}")
-    return 0
+          f"backend), {len(x)} images: {report.scope}, {elapsed:.1f} s")
+    print(report.format(GRADCHECK_TOL))
+    return 0 if report.passed(GRADCHECK_TOL) else 1
+
+
+# ---------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------
+
+def _info_parser(subparsers):
+    p = subparsers.add_parser("info", help="show the configuration (fastbp.show_config())",
+                              description="Print version, compiled core, BLAS, OpenMP, SIMD "
+                                          "level and threads.")
+    p.set_defaults(handler=cmd_info, command_parser=p)
 
 
 def cmd_info(parser, args):
     from . import show_config
     show_config()
     return 0
+
+
+# ---------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------
+
+def _bench_parser(subparsers):
+    from . import bench
+    p = subparsers.add_parser("bench", help="time book / reference code against fastbp",
+                              description=bench.DESCRIPTION)
+    bench.add_arguments(p)
+    p.set_defaults(handler=cmd_bench, command_parser=p)
 
 
 def cmd_bench(parser, args):
@@ -374,6 +355,24 @@ def cmd_bench(parser, args):
 # ---------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------
+
+#: the subcommands, in --help order: each adds its parser (handler=cmd_<name>)
+SUBCOMMANDS = (_train_parser, _gradcheck_parser, _info_parser, _bench_parser)
+
+
+def build_parser():
+    """The ``fastbp`` parser: global options, then one subparser per entry of SUBCOMMANDS."""
+    parser = argparse.ArgumentParser(
+        prog="fastbp",
+        description="Backprop layers of 'Deep Learning from Scratch' (ch. 5), compiled.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
 
 def main(argv=None):
     """Run the command line on ``argv`` (default sys.argv[1:]); return the exit code."""

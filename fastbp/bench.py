@@ -26,43 +26,62 @@ of 784 pixels in [0, 1], about 19% nonzero, integer labels 0..9.
 
 Use: ``fastbp bench [--dtype float32|float64|both] [--threads N] [--quick]
 [--json]``, or ``run(argv)`` / ``collect(...)`` from Python.
+
+Adding a row
+------------
+A row is one :class:`Case` record in ``CASES``; what it times comes from
+its builder.  The record holds the row's ``name`` (its label and its JSON
+``name``), its ``baseline`` ("book": the book's code, written out in this
+module; "reference": ``fastbp.reference``), the ``build`` function, the
+builder's keyword arguments ``params`` (the sizes, the network class...)
+and, in ``floor_legend`` and ``torch_legend``, one phrase each for the
+legend saying what the floor and the torch columns time (None: the row has
+no such column).
+
+``build(dtype, torch, **params)`` is called once per dtype, just before
+the row is timed, and returns :class:`Columns`: ``reference``, ``fastbp`` and, if
+the record names them, ``floor`` and ``torch`` -- callables that each do the
+work once per call, on data made beforehand from ``_data_rng()`` with
+outputs preallocated where the work allows.  ``torch`` is the torch module,
+or None when PyTorch is not importable (then build no torch column).
+
+* Another size of an existing kind of work: one more record (the
+  ``_softmax_loss_case`` / ``_train_step_case`` helpers write the name from
+  the sizes, so the two cannot disagree).
+* A new kind of work (a layer, a convnet step): write the baseline (the
+  book's code next to ``_BookRelu`` if ``fastbp.reference`` differs from
+  the book), the floor (the GEMMs alone, the copies, the random generator)
+  and optionally the PyTorch peer, then ``_build_<kind>(dtype, torch,
+  **sizes) -> Columns`` in the "cases" section, then its records.
+
+A row whose columns differ from what its record announces is an error
+(``_build_columns``); ``tests/test_bench.py`` builds every record.
 """
 import argparse
-import contextlib
 import json
 import math
 import statistics
 import sys
 import timeit
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
 from ._argtypes import positive_int
+from ._runtime import blas_threads_limitable, optional_torch, thread_limits
 
-__all__ = ["CASES", "DESCRIPTION", "add_arguments", "collect", "format_table", "run",
-           "run_args", "thread_limits", "time_per_call"]
+__all__ = ["CASES", "DESCRIPTION", "Case", "Columns", "add_arguments", "collect",
+           "format_table", "iter_rows", "run", "run_args", "table_lines", "thread_limits",
+           "time_interleaved", "time_per_call"]
 
 DESCRIPTION = ("Time the book's code / fastbp.reference against fastbp (and the GEMM or "
                "memory floor, and PyTorch CPU when importable): medians of repeated "
                "timings after a warm-up, one table.")
 
-#: (name, baseline) of every row, in order; names are what --json reports
-CASES = (
-    ("relu fwd+bwd 1e6", "book"),
-    ("sigmoid fwd+bwd 1e6", "book"),
-    ("affine fwd+bwd 100x784x50", "reference"),
-    ("softmax_loss fwd+bwd 100x10", "book"),
-    ("softmax_loss fwd+bwd 256x1000", "book"),
-    ("train_step 784-50-10 b1", "reference"),
-    ("train_step 784-50-10 b8", "reference"),
-    ("train_step 784-50-10 b100", "reference"),
-    ("train_step 784-1024-10 b256", "reference"),
-)
-
 FULL = {"repeat": 7, "min_time": 0.020}
 QUICK = {"repeat": 3, "min_time": 0.002}
 _LR = 0.01          # training steps repeat on one batch: keep the weights tame
-_ELEMENTS = 10 ** 6
 
 
 # ---------------------------------------------------------------------------
@@ -154,10 +173,10 @@ def _loss_fwd_bwd(layer, x, t):
 # data and floors
 # ---------------------------------------------------------------------------
 
-def _images(rng, n, dtype):
-    """MNIST-like batch: (n, 784) in [0, 1], ~19% nonzero pixels."""
-    x = rng.random((n, 784))
-    x[rng.random((n, 784)) > 0.19] = 0.0
+def _images(rng, n, dtype, pixels=784):
+    """MNIST-like batch: (n, pixels) in [0, 1], ~19% nonzero pixels."""
+    x = rng.random((n, pixels))
+    x[rng.random((n, pixels)) > 0.19] = 0.0
     return x.astype(dtype)
 
 
@@ -211,16 +230,6 @@ def _step_floor(x, W1, W2):
 # PyTorch (optional)
 # ---------------------------------------------------------------------------
 
-def _import_torch():
-    try:
-        import torch
-        import torch.nn  # noqa: F401
-        import torch.nn.functional  # noqa: F401
-    except Exception:   # not installed, or a broken install: the column is left out
-        return None
-    return torch
-
-
 def _torch_step(torch, sizes, x, t, lr):
     nn, F = torch.nn, torch.nn.functional
     tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
@@ -247,73 +256,145 @@ def _torch_step(torch, sizes, x, t, lr):
 # the cases
 # ---------------------------------------------------------------------------
 
-def _build_case(name, dtype, torch):
-    """{'reference': fn, 'fastbp': fn, 'floor': fn or None, 'torch': fn or None}."""
-    from . import layers, networks, optimizers
+@dataclass
+class Columns:
+    """What one row times: callables doing the work once per call."""
+
+    reference: Callable[[], object]
+    fastbp: Callable[[], object]
+    floor: Optional[Callable[[], object]] = None
+    torch: Optional[Callable[[], object]] = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table, run once per dtype (see "Adding a row" above)."""
+
+    name: str                   # the row's label and JSON "name"
+    baseline: str               # "book" or "reference"
+    build: Callable[..., Columns]   # build(dtype, torch, **params) -> Columns
+    params: Mapping = field(default_factory=dict)   # sizes, network class...
+    floor_legend: Optional[str] = None   # what the floor times; None: no floor column
+    torch_legend: Optional[str] = None   # what the torch peer times; None: none
+
+
+def _data_rng():
+    """The generator every builder draws its data from, so rows are reproducible."""
+    return np.random.default_rng(0)
+
+
+def _build_relu(dtype, torch, *, elements):
+    from . import layers
+    rng = _data_rng()
+    x = rng.standard_normal(elements).astype(dtype)
+    dout = rng.standard_normal(elements).astype(dtype)
+    return Columns(reference=_fwd_bwd(_BookRelu(), x, dout),
+                   fastbp=_fwd_bwd(layers.Relu(), x, dout),
+                   floor=_copy_floor(x, dout))
+
+
+def _build_sigmoid(dtype, torch, *, elements):
+    from . import layers
+    rng = _data_rng()
+    x = rng.standard_normal(elements).astype(dtype)
+    dout = rng.standard_normal(elements).astype(dtype)
+    return Columns(reference=_fwd_bwd(_BookSigmoid(), x, dout),
+                   fastbp=_fwd_bwd(layers.Sigmoid(), x, dout))
+
+
+def _build_affine(dtype, torch, *, batch, inputs, outputs):
+    from . import layers
     from .reference import layers as ref_layers
+    rng = _data_rng()
+    x = _images(rng, batch, dtype, inputs)
+    W = (0.01 * rng.standard_normal((inputs, outputs))).astype(dtype)
+    b = np.zeros(outputs, dtype)
+    dout = rng.standard_normal((batch, outputs)).astype(dtype)
+    return Columns(reference=_fwd_bwd(ref_layers.Affine(W, b), x, dout),
+                   fastbp=_fwd_bwd(layers.Affine(W, b), x, dout),
+                   floor=_affine_floor(x, W, dout))
+
+
+def _build_softmax_loss(dtype, torch, *, batch, classes):
+    from . import layers
+    rng = _data_rng()
+    x = rng.standard_normal((batch, classes)).astype(dtype)
+    t = _labels(rng, batch)
+    return Columns(reference=_loss_fwd_bwd(_BookSoftmaxWithLoss(), x, t),
+                   fastbp=_loss_fwd_bwd(layers.SoftmaxWithLoss(), x, t))
+
+
+def _build_train_step(dtype, torch, *, net, sizes, batch):
+    """One SGD step of ``net`` ("TwoLayerNet" or "MultiLayerNet") of layer ``sizes``."""
+    from . import networks, optimizers
     from .reference import networks as ref_networks
     from .reference import optimizers as ref_optimizers
+    rng = _data_rng()
+    x = _images(rng, batch, dtype, sizes[0])
+    t = _labels(rng, batch)
+    if net == "TwoLayerNet":
+        ref_net = ref_networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
+        fast_net = networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
+    else:
+        hidden = list(sizes[1:-1])
+        ref_net = ref_networks.MultiLayerNet(sizes[0], hidden, sizes[-1], dtype=dtype, seed=0)
+        fast_net = networks.MultiLayerNet(sizes[0], hidden, sizes[-1], dtype=dtype, seed=0)
+    ref_opt = ref_optimizers.SGD(lr=_LR)
+    fast_opt = optimizers.SGD(lr=_LR)
 
-    rng = np.random.default_rng(0)
-    fns = {"floor": None, "torch": None}
-    if name.startswith(("relu", "sigmoid")):
-        x = rng.standard_normal(_ELEMENTS).astype(dtype)
-        dout = rng.standard_normal(_ELEMENTS).astype(dtype)
-        if name.startswith("relu"):
-            fns["reference"] = _fwd_bwd(_BookRelu(), x, dout)
-            fns["fastbp"] = _fwd_bwd(layers.Relu(), x, dout)
-            fns["floor"] = _copy_floor(x, dout)
-        else:
-            fns["reference"] = _fwd_bwd(_BookSigmoid(), x, dout)
-            fns["fastbp"] = _fwd_bwd(layers.Sigmoid(), x, dout)
-    elif name.startswith("affine"):
-        n, d, m = 100, 784, 50
-        x = _images(rng, n, dtype)
-        W = (0.01 * rng.standard_normal((d, m))).astype(dtype)
-        b = np.zeros(m, dtype)
-        dout = rng.standard_normal((n, m)).astype(dtype)
-        fns["reference"] = _fwd_bwd(ref_layers.Affine(W, b), x, dout)
-        fns["fastbp"] = _fwd_bwd(layers.Affine(W, b), x, dout)
-        fns["floor"] = _affine_floor(x, W, dout)
-    elif name.startswith("softmax_loss"):
-        n, c = (int(s) for s in name.rsplit(" ", 1)[1].split("x"))
-        x = rng.standard_normal((n, c)).astype(dtype)
-        t = _labels(rng, n)
-        fns["reference"] = _loss_fwd_bwd(_BookSoftmaxWithLoss(), x, t)
-        fns["fastbp"] = _loss_fwd_bwd(layers.SoftmaxWithLoss(), x, t)
-    elif name.startswith("train_step"):
-        sizes_text, batch_text = name.split()[1:]
-        sizes = [int(s) for s in sizes_text.split("-")]
-        n = int(batch_text.lstrip("b"))
-        x = _images(rng, n, dtype)
-        t = _labels(rng, n)
-        if len(sizes) == 3 and sizes[1] == 50:      # the book's TwoLayerNet
-            ref_net = ref_networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
-            fast_net = networks.TwoLayerNet(*sizes, dtype=dtype, seed=0)
-        else:
-            ref_net = ref_networks.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1],
-                                                 dtype=dtype, seed=0)
-            fast_net = networks.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1],
-                                              dtype=dtype, seed=0)
-        ref_opt = ref_optimizers.SGD(lr=_LR)
-        fast_opt = optimizers.SGD(lr=_LR)
+    def reference():
+        grads = ref_net.gradient(x, t)
+        ref_opt.update(ref_net.params, grads)
 
-        def reference():
-            grads = ref_net.gradient(x, t)
-            ref_opt.update(ref_net.params, grads)
+    def fast():
+        fast_net.train_step(x, t, fast_opt)
 
-        def fast():
-            fast_net.train_step(x, t, fast_opt)
+    params = fast_net.params
+    return Columns(reference=reference, fastbp=fast,
+                   floor=_step_floor(x, params["W1"].copy(), params["W2"].copy()),
+                   torch=None if torch is None else _torch_step(torch, sizes, x, t, _LR))
 
-        fns["reference"] = reference
-        fns["fastbp"] = fast
-        floor_params = fast_net.params
-        fns["floor"] = _step_floor(x, floor_params["W1"].copy(), floor_params["W2"].copy())
-        if torch is not None:
-            fns["torch"] = _torch_step(torch, sizes, x, t, _LR)
-    else:  # pragma: no cover - CASES and this function go together
-        raise ValueError(f"unknown case {name!r}")
-    return fns
+
+def _softmax_loss_case(batch, classes):
+    return Case(f"softmax_loss fwd+bwd {batch}x{classes}", "book", _build_softmax_loss,
+                {"batch": batch, "classes": classes})
+
+
+def _train_step_case(net, sizes, batch):
+    return Case(f"train_step {'-'.join(str(s) for s in sizes)} b{batch}", "reference",
+                _build_train_step, {"net": net, "sizes": sizes, "batch": batch},
+                floor_legend="train_step = its 5 GEMMs",
+                torch_legend="train_step = nn.Sequential(Linear, ReLU, Linear) + "
+                             "F.cross_entropy + torch.optim.SGD step")
+
+
+#: every row, in order
+CASES = (
+    Case("relu fwd+bwd 1e6", "book", _build_relu, {"elements": 10 ** 6},
+         floor_legend="relu = 3 np.copyto passes"),
+    Case("sigmoid fwd+bwd 1e6", "book", _build_sigmoid, {"elements": 10 ** 6}),
+    Case("affine fwd+bwd 100x784x50", "reference", _build_affine,
+         {"batch": 100, "inputs": 784, "outputs": 50},
+         floor_legend="affine = its 3 GEMMs"),
+    _softmax_loss_case(100, 10),
+    _softmax_loss_case(256, 1000),
+    _train_step_case("TwoLayerNet", (784, 50, 10), 1),        # the book's net
+    _train_step_case("TwoLayerNet", (784, 50, 10), 8),
+    _train_step_case("TwoLayerNet", (784, 50, 10), 100),
+    _train_step_case("MultiLayerNet", (784, 1024, 10), 256),
+)
+
+
+def _build_columns(case, dtype, torch):
+    """``case.build(dtype, torch, **case.params)``, checked against what ``case`` announces."""
+    columns = case.build(np.dtype(dtype), torch, **case.params)
+    if (columns.floor is None) != (case.floor_legend is None):
+        raise ValueError(f"bench case {case.name!r}: floor column "
+                         f"{'missing' if columns.floor is None else 'not announced'}")
+    if (columns.torch is None) != (case.torch_legend is None or torch is None):
+        raise ValueError(f"bench case {case.name!r}: torch column "
+                         f"{'missing' if columns.torch is None else 'not expected'}")
+    return columns
 
 
 # ---------------------------------------------------------------------------
@@ -360,33 +441,42 @@ def time_interleaved(fns, repeat=FULL["repeat"], min_time=FULL["min_time"]):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-@contextlib.contextmanager
-def thread_limits(threads, torch=None):
-    """Limit BLAS/OpenMP (threadpoolctl), fastbp's kernels and torch to ``threads``.
-
-    Yields whether threadpoolctl was there to limit BLAS.  On exit fastbp's
-    kernels go back to the default (``set_num_threads(0)``).
-    """
-    from . import _backend
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            limited = False
-        else:
-            stack.enter_context(threadpool_limits(limits=threads))
-            limited = True
-        _backend.set_num_threads(threads)
-        stack.callback(_backend.set_num_threads, 0)
-        if torch is not None:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            stack.callback(torch.set_num_threads, previous)
-        yield limited
-
-
 def _ratio(a, b):
     return a / b if a is not None and b is not None and b > 0 else None
+
+
+def _select(cases):
+    """The records of CASES named in ``cases`` (None: all of them), in table order."""
+    return [c for c in CASES if cases is None or c.name in cases]
+
+
+def iter_rows(dtypes=("float32", "float64"), threads=1, quick=False, cases=None):
+    """Time every case (all, or those named in ``cases``) for every dtype; yield row dicts.
+
+    Rows come as they are timed, inside ``thread_limits(threads)``; see
+    ``collect`` for the keys.
+    """
+    setup = QUICK if quick else FULL
+    torch = optional_torch()
+    selected = _select(cases)
+    with thread_limits(threads, torch):
+        for dtype in dtypes:
+            for case in selected:
+                fns = vars(_build_columns(case, dtype, torch))
+                present = {c: fn for c, fn in fns.items() if fn is not None}
+                seconds = time_interleaved(present, setup["repeat"], setup["min_time"])
+                us = {c: seconds[c] * 1e6 if c in seconds else None for c in fns}
+                yield {
+                    "name": case.name, "dtype": np.dtype(dtype).name, "threads": threads,
+                    "baseline": case.baseline,
+                    "reference_us": us["reference"], "fastbp_us": us["fastbp"],
+                    "ratio": _ratio(us["reference"], us["fastbp"]),
+                    "floor_us": us["floor"],
+                    "fast_over_floor": _ratio(us["fastbp"], us["floor"]),
+                    "torch_us": us["torch"],
+                    "torch_over_fast": _ratio(us["torch"], us["fastbp"]),
+                    "repeat": setup["repeat"], "min_time_ms": setup["min_time"] * 1e3,
+                }
 
 
 def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
@@ -398,34 +488,14 @@ def collect(dtypes=("float32", "float64"), threads=1, quick=False, cases=None,
     fast_over_floor (None where no floor applies), torch_us and
     torch_over_fast (None without torch or outside training steps),
     repeat and min_time_ms (the timing setup).  Times are medians in
-    microseconds per call.  ``on_row(row)`` is called as each row completes.
+    microseconds per call.  ``cases``: names of the rows to run (None: all).
+    ``on_row(row)`` is called as each row completes.
     """
-    setup = QUICK if quick else FULL
-    torch = _import_torch()
-    selected = [c for c in CASES if cases is None or c[0] in cases]
     rows = []
-    with thread_limits(threads, torch):
-        for dtype in dtypes:
-            for name, baseline in selected:
-                fns = _build_case(name, np.dtype(dtype), torch)
-                columns = ("reference", "fastbp", "floor", "torch")
-                present = {c: fns[c] for c in columns if fns[c] is not None}
-                seconds = time_interleaved(present, setup["repeat"], setup["min_time"])
-                us = {c: seconds[c] * 1e6 if c in seconds else None for c in columns}
-                row = {
-                    "name": name, "dtype": np.dtype(dtype).name, "threads": threads,
-                    "baseline": baseline,
-                    "reference_us": us["reference"], "fastbp_us": us["fastbp"],
-                    "ratio": _ratio(us["reference"], us["fastbp"]),
-                    "floor_us": us["floor"],
-                    "fast_over_floor": _ratio(us["fastbp"], us["floor"]),
-                    "torch_us": us["torch"],
-                    "torch_over_fast": _ratio(us["torch"], us["fastbp"]),
-                    "repeat": setup["repeat"], "min_time_ms": setup["min_time"] * 1e3,
-                }
-                rows.append(row)
-                if on_row is not None:
-                    on_row(row)
+    for row in iter_rows(dtypes, threads, quick, cases):
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows
 
 
@@ -447,11 +517,10 @@ def _columns(with_torch):
     return cols
 
 
-def _format_row(row, cols):
-    cells = []
-    for i, (_, width, key, spec) in enumerate(cols):
-        text = _fmt(row[key], spec)
-        cells.append(text.ljust(width) if i < 3 else text.rjust(width))
+def _cells(texts, cols):
+    """One table line: the first three columns left-aligned, the numbers right-aligned."""
+    cells = [t.ljust(w) if i < 3 else t.rjust(w) for i, (t, (_, w, _, _)) in
+             enumerate(zip(texts, cols))]
     return " ".join(cells).rstrip()
 
 
@@ -474,36 +543,46 @@ def _header(threads, dtypes, quick, limited, with_torch):
     return lines
 
 
+def _legend(cases, with_torch):
+    """What the ratios mean and what each floor / torch column of ``cases`` times."""
+    lines = ["ref/fast > 1: fastbp is faster than the baseline (book: the book's code; "
+             "reference: fastbp.reference)."]
+    floors = list(dict.fromkeys(c.floor_legend for c in cases if c.floor_legend))
+    if floors:
+        lines.append(f"floor: {'; '.join(floors)}; outputs preallocated "
+                     "(np.copyto, np.dot(out=)).")
+    peers = list(dict.fromkeys(c.torch_legend for c in cases if c.torch_legend))
+    if with_torch and peers:
+        lines.append(f"torch: {'; '.join(peers)}; torch/fast > 1: fastbp is faster.")
+    return lines
+
+
+def table_lines(rows, *, cases=CASES, threads=1, dtypes=("float32", "float64"), quick=False,
+                limited=True, with_torch=True):
+    """The table line by line: header, column titles, one line per row as
+    ``rows`` yields it (so a live run prints each row when it is timed), legend.
+
+    cases: the records the rows come from (the legend describes their floor
+    and torch columns); limited: whether BLAS threads were limited;
+    with_torch: whether the table has the torch columns.
+    """
+    cols = _columns(with_torch)
+    yield from _header(threads, dtypes, quick, limited, with_torch)
+    yield _cells([title for title, _, _, _ in cols], cols)
+    for row in rows:
+        yield _cells([_fmt(row[key], spec) for _, _, key, spec in cols], cols)
+    yield from _legend(cases, with_torch)
+
+
 def format_table(rows, threads=1, dtypes=None, quick=False, limited=True, with_torch=None):
-    """The whole table (header, column titles, rows, legend) as a string."""
+    """The whole table (header, column titles, rows, legend) of collected ``rows``."""
     if dtypes is None:
         dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
     if with_torch is None:
         with_torch = any(r["torch_us"] is not None for r in rows)
-    cols = _columns(with_torch)
-    lines = _header(threads, dtypes, quick, limited, with_torch)
-    lines += [_title_line(cols)]
-    lines += [_format_row(r, cols) for r in rows]
-    lines += _legend(with_torch)
-    return "\n".join(lines)
-
-
-def _title_line(cols):
-    cells = [t.ljust(w) if i < 3 else t.rjust(w) for i, (t, w, _, _) in enumerate(cols)]
-    return " ".join(cells).rstrip()
-
-
-def _legend(with_torch=False):
-    lines = [
-        "ref/fast > 1: fastbp is faster than the baseline (book: the book's code; "
-        "reference: fastbp.reference).",
-        "floor: relu = 3 np.copyto passes; affine = its 3 GEMMs; train_step = its 5 GEMMs, "
-        "np.dot(out=) into preallocated arrays.",
-    ]
-    if with_torch:
-        lines.append("torch: nn.Sequential(Linear, ReLU, Linear) + F.cross_entropy + "
-                     "torch.optim.SGD step; torch/fast > 1: fastbp is faster.")
-    return lines
+    cases = _select({r["name"] for r in rows})
+    return "\n".join(table_lines(rows, cases=cases, threads=threads, dtypes=dtypes,
+                                 quick=quick, limited=limited, with_torch=with_torch))
 
 
 # ---------------------------------------------------------------------------
@@ -525,27 +604,17 @@ def add_arguments(parser):
 
 
 def run_args(args, file=None):
-    """Run the bench for parsed ``args``; print the table or JSON; return 0."""
+    """Run the bench for parsed ``args``; print the table (row by row) or JSON; return 0."""
     out = file or sys.stdout
     dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    rows = iter_rows(dtypes, args.threads, args.quick)
     if args.json:
-        rows = collect(dtypes, args.threads, args.quick)
-        print(json.dumps(rows, indent=1), file=out)
+        print(json.dumps(list(rows), indent=1), file=out)
         return 0
-    torch = _import_torch()
-    try:
-        import threadpoolctl  # noqa: F401
-        limited = True
-    except ImportError:
-        limited = False
-    cols = _columns(torch is not None)
-    for line in _header(args.threads, dtypes, args.quick, limited, torch is not None):
-        print(line, file=out)
-    print(_title_line(cols), file=out, flush=True)
-    collect(dtypes, args.threads, args.quick,
-            on_row=lambda row: print(_format_row(row, cols), file=out, flush=True))
-    for line in _legend(torch is not None):
-        print(line, file=out)
+    for line in table_lines(rows, threads=args.threads, dtypes=dtypes, quick=args.quick,
+                            limited=blas_threads_limitable(),
+                            with_torch=optional_torch() is not None):
+        print(line, file=out, flush=True)
     return 0
 
 

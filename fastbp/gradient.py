@@ -3,9 +3,17 @@
 ``numerical_gradient(f, x, h=1e-4)`` is the book's central difference over
 every entry of ``x`` (re-exported from ``fastbp.reference.gradient``).
 ``numerical_gradient_at(f, x, indices)`` does the same for selected entries
-only, and ``gradient_check(net, x, t)`` compares a network's backprop
-``gradient`` with central differences, sampling the entries of large
-parameters so that checking an MNIST-sized network takes seconds.
+only.  Two checks return a :class:`GradientCheckReport`:
+
+* ``gradient_check(net, x, t)`` compares a network's backprop ``gradient``
+  with central differences, sampling the entries of large parameters so
+  that checking an MNIST-sized network takes seconds;
+* ``compare_gradients(grad_backprop, grad_numerical)`` compares two full
+  gradient dicts, as the book's ``ch05/gradient_check.py`` does.
+
+The report is the dict of per-parameter errors, with its verdict
+(``report.passed(tol)``) and its printed form (``print(report.format(tol))``,
+what ``fastbp gradcheck`` shows).
 """
 import numbers
 
@@ -14,7 +22,7 @@ import numpy as np
 from .reference.gradient import numerical_gradient
 
 __all__ = ["numerical_gradient", "numerical_gradient_at", "gradient_check",
-           "DEFAULT_MAX_ENTRIES"]
+           "compare_gradients", "GradientCheckReport", "DEFAULT_MAX_ENTRIES"]
 
 #: entries checked per parameter by ``gradient_check`` when max_entries is None
 DEFAULT_MAX_ENTRIES = 1000
@@ -73,6 +81,103 @@ def numerical_gradient_at(f, x, indices, h=1e-4):
     return out
 
 
+class GradientCheckReport(dict):
+    """The result of a gradient check, per parameter and as a whole.
+
+    A dict ``{param_name: {'mean_abs_diff': float, 'max_rel_error': float,
+    'checked': int}}`` (see :func:`gradient_check`), plus:
+
+    total
+        entries in all the parameters; ``checked`` (a property) is how many
+        of them were compared.
+    max_entries, seed
+        the per-parameter sample size and its seed, or None when every entry
+        was compared (:func:`compare_gradients`).
+
+    ``failed(tol)`` lists the parameters whose mean |difference| exceeds
+    ``tol`` (NaN fails too), ``passed(tol)`` says whether none does, and
+    ``format(tol)`` is the printable report: one line per parameter, then,
+    with a ``tol``, the verdict.  ``str(report)`` is ``report.format()``.
+    """
+
+    def __init__(self, errors, *, total, max_entries=None, seed=None):
+        super().__init__(errors)
+        self.total = int(total)
+        self.max_entries = max_entries
+        self.seed = seed
+
+    @property
+    def checked(self):
+        """Entries compared, over all parameters."""
+        return sum(r["checked"] for r in self.values())
+
+    @property
+    def scope(self):
+        """What was compared, e.g. 'all 7960 entries' or '130 of 39760 entries (...)'."""
+        if self.checked == self.total:
+            return f"all {self.total} entries"
+        return (f"{self.checked} of {self.total} entries (at most {self.max_entries} per "
+                f"parameter, drawn at random with seed {self.seed})")
+
+    def failed(self, tol):
+        """Names of the parameters whose mean |backprop - numerical| is not <= ``tol``."""
+        return [key for key, r in self.items() if not r["mean_abs_diff"] <= tol]
+
+    def passed(self, tol):
+        """True when every parameter's mean |backprop - numerical| is <= ``tol``."""
+        return not self.failed(tol)
+
+    def format(self, tol=None):
+        """The report as text: a line per parameter and, given ``tol``, the verdict."""
+        failed = set() if tol is None else set(self.failed(tol))
+        lines = [f"{key}: mean |diff| = {r['mean_abs_diff']:.1e}, max rel = "
+                 f"{r['max_rel_error']:.1e}{'  <-- FAILED' if key in failed else ''}"
+                 for key, r in self.items()]
+        if tol is not None and failed:
+            lines.append(f"gradient check FAILED: mean |diff| > {tol:g} for "
+                         f"{', '.join(self.failed(tol))}")
+        elif tol is not None:
+            lines.append(f"gradient check passed: every mean |diff| <= {tol:g}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.format()
+
+
+def _errors(backprop, numerical):
+    """mean |a - b|, max |a - b| / max(|a| + |b|, tiny) and the count, in float64."""
+    a = np.asarray(backprop, dtype=np.float64).reshape(-1)
+    b = np.asarray(numerical, dtype=np.float64).reshape(-1)
+    diff = np.abs(a - b)
+    rel = diff / np.maximum(np.abs(a) + np.abs(b), _TINY)
+    return {
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "max_rel_error": float(rel.max()) if rel.size else 0.0,
+        "checked": int(diff.size),
+    }
+
+
+def compare_gradients(grad_backprop, grad_numerical):
+    """Compare two full gradients entry by entry, as the book's gradient check.
+
+    grad_backprop, grad_numerical: dicts with the same keys (e.g.
+    ``net.gradient(x, t)`` and ``net.numerical_gradient(x, t)``), arrays of
+    the same shape under each key.  Returns a :class:`GradientCheckReport`
+    over every entry (errors as in :func:`gradient_check`).
+    """
+    if set(grad_numerical) != set(grad_backprop):
+        raise ValueError(f"grad_numerical: expected the keys of grad_backprop "
+                         f"{list(grad_backprop)}, got {list(grad_numerical)}")
+    errors = {}
+    for key, a in grad_backprop.items():
+        b = grad_numerical[key]
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"grad_numerical[{key!r}]: expected shape {np.shape(a)}, "
+                             f"got {np.shape(b)}")
+        errors[key] = _errors(a, b)
+    return GradientCheckReport(errors, total=sum(r["checked"] for r in errors.values()))
+
+
 def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
     """Compare ``net.gradient(x, t)`` (backprop) with central differences.
 
@@ -84,14 +189,14 @@ def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
     entries drawn with ``np.random.default_rng(seed)``.  Pass
     ``max_entries=param.size`` (or more) to check everything.
 
-    Returns ``{param_name: {'mean_abs_diff': float, 'max_rel_error': float,
-    'checked': int}}`` with, over the checked entries, the mean of |a - b| and
-    the max of |a - b| / max(|a| + |b|, tiny), a = backprop, b = numerical,
-    both in float64.  For a correct float64 net expect mean_abs_diff below
-    ~1e-8 and max_rel_error below ~1e-5 (ReLU kinks closer than h to an
-    input can cause isolated larger errors).  A float32 net gives errors
-    limited by float32 precision of the loss (~1e-3 relative).
-    The parameters are restored exactly.
+    Returns a :class:`GradientCheckReport`: ``{param_name: {'mean_abs_diff':
+    float, 'max_rel_error': float, 'checked': int}}`` with, over the checked
+    entries, the mean of |a - b| and the max of |a - b| / max(|a| + |b|, tiny),
+    a = backprop, b = numerical, both in float64.  For a correct float64 net
+    expect mean_abs_diff below ~1e-8 and max_rel_error below ~1e-5 (ReLU
+    kinks closer than h to an input can cause isolated larger errors).  A
+    float32 net gives errors limited by float32 precision of the loss (~1e-3
+    relative).  The parameters are restored exactly.
     """
     if max_entries is None:
         limit = DEFAULT_MAX_ENTRIES
@@ -108,7 +213,7 @@ def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
                          f"got {list(analytic)}")
     rng = np.random.default_rng(seed)
     f = lambda _: net.loss(x, t)  # noqa: E731
-    report = {}
+    errors = {}
     for key, param in params.items():
         _check_float_array(f"params[{key!r}]", param)
         a = np.asarray(analytic[key], dtype=np.float64)
@@ -120,12 +225,6 @@ def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
         else:
             idx = np.arange(param.size)
         num = numerical_gradient_at(f, param, idx, h=h)
-        a_sel = a.reshape(-1)[idx]
-        diff = np.abs(a_sel - num)
-        rel = diff / np.maximum(np.abs(a_sel) + np.abs(num), _TINY)
-        report[key] = {
-            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-            "max_rel_error": float(rel.max()) if rel.size else 0.0,
-            "checked": int(idx.size),
-        }
-    return report
+        errors[key] = _errors(a.reshape(-1)[idx], num)
+    return GradientCheckReport(errors, total=sum(p.size for p in params.values()),
+                               max_entries=limit, seed=seed)

@@ -5,6 +5,7 @@ The test modules import the plain helpers below directly
 directory on sys.path.  Fixtures live at the bottom.
 """
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +15,28 @@ from hypothesis.extra import numpy as hnp
 PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
 # The full MNIST files sit beside the repository (../shared/data/mnist) in
-# development and CI.  fastbp.datasets.full_mnist_dir() finds them from a
-# source checkout only; point it there for an installed package too.
-_SHARED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
-                             "shared", "data", "mnist")
-if "FASTBP_MNIST_FULL" not in os.environ and os.path.isdir(_SHARED_MNIST):
-    os.environ["FASTBP_MNIST_FULL"] = os.path.normpath(_SHARED_MNIST)
+# development and CI; $FASTBP_MNIST_FULL points at another directory.
+SHARED_MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def full_mnist_candidate():
+    """Where the full MNIST files are looked for: $FASTBP_MNIST_FULL, else SHARED_MNIST_DIR."""
+    env = os.environ.get("FASTBP_MNIST_FULL")
+    return Path(env).expanduser() if env else SHARED_MNIST_DIR
+
+
+def full_mnist_dir():
+    """The directory holding all four full MNIST files (raw or gzipped), or None.
+
+    Use as ``pytest.mark.skipif(full_mnist_dir() is None, reason=...)``.
+    """
+    from fastbp.datasets import MNIST_FILES
+    directory = full_mnist_candidate()
+    if all((directory / name).is_file() or (directory / (name + ".gz")).is_file()
+           for name in MNIST_FILES):
+        return directory
+    return None
+
 
 FLOAT_DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "strided", "readonly")

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import fastbp
+import fastbp.networks
 from fastbp import bench
+from fastbp._runtime import optional_torch
 from fastbp.__main__ import main
 
 EXPECTED_NAMES = [
@@ -34,7 +36,7 @@ WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-5
 
 
 def torch_available():
-    return bench._import_torch() is not None
+    return optional_torch() is not None
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_rows_cover_every_case_and_dtype(quick_rows):
     assert isinstance(quick_rows, list)
     assert [r["name"] for r in quick_rows] == EXPECTED_NAMES * 2
     assert [r["dtype"] for r in quick_rows] == ["float32"] * 9 + ["float64"] * 9
-    assert [name for name, _ in bench.CASES] == EXPECTED_NAMES
+    assert [case.name for case in bench.CASES] == EXPECTED_NAMES
     assert all(r["threads"] == 1 for r in quick_rows)
     assert all(r["repeat"] == 3 and r["min_time_ms"] == 2.0 for r in quick_rows)
     baselines = {r["name"]: r["baseline"] for r in quick_rows}
@@ -116,13 +118,13 @@ def test_table_output(capsys):
 def test_threads_option_is_applied_and_restored(monkeypatch):
     before = fastbp.get_num_threads()
     seen = []
-    real_build = bench._build_case
+    real_build = bench._build_columns
 
-    def spy(name, dtype, torch):
+    def spy(case, dtype, torch):
         seen.append(fastbp.get_num_threads())
-        return real_build(name, dtype, torch)
+        return real_build(case, dtype, torch)
 
-    monkeypatch.setattr(bench, "_build_case", spy)
+    monkeypatch.setattr(bench, "_build_columns", spy)
     monkeypatch.setattr(bench, "CASES", bench.CASES[3:4])     # one small case
     rows = bench.collect(("float64",), threads=2, quick=True)
     assert [r["name"] for r in rows] == ["softmax_loss fwd+bwd 100x10"]
@@ -179,3 +181,68 @@ def test_time_interleaved_times_every_function_in_turns():
     assert all(s > 0 for s in seconds.values())
     # after calibration (warm-up + one timing call each), repeats alternate a, b, a, b, a, b
     assert order[-6:] == ["a", "b"] * 3
+
+
+# ---------------------------------------------------------------------------
+# the case records
+# ---------------------------------------------------------------------------
+
+def test_case_records_carry_their_sizes_and_columns():
+    by_name = {case.name: case for case in bench.CASES}
+    assert len(by_name) == len(bench.CASES)                      # names are unique
+    assert {name for name, case in by_name.items() if case.floor_legend} == WITH_FLOOR
+    assert {name for name, case in by_name.items() if case.torch_legend} == \
+        {name for name in EXPECTED_NAMES if name.startswith("train_step")}
+    step = by_name["train_step 784-1024-10 b256"]
+    assert step.params == {"net": "MultiLayerNet", "sizes": (784, 1024, 10), "batch": 256}
+    assert by_name["train_step 784-50-10 b8"].params["net"] == "TwoLayerNet"
+    assert by_name["softmax_loss fwd+bwd 256x1000"].params == {"batch": 256, "classes": 1000}
+    assert {case.baseline for case in bench.CASES} == {"book", "reference"}
+
+
+@pytest.mark.parametrize("case", bench.CASES, ids=lambda case: case.name)
+def test_every_builder_makes_the_columns_its_record_announces(case):
+    torch = optional_torch()
+    columns = bench._build_columns(case, np.float32, torch)
+    assert callable(columns.reference) and callable(columns.fastbp)
+    assert (columns.floor is not None) == (case.floor_legend is not None)
+    assert (columns.torch is not None) == (case.torch_legend is not None and torch is not None)
+    assert bench._build_columns(case, np.float64, None).torch is None
+
+
+def test_train_step_rows_build_the_network_their_record_names(monkeypatch):
+    made = []
+    real_two, real_multi = fastbp.networks.TwoLayerNet, fastbp.networks.MultiLayerNet
+    monkeypatch.setattr(fastbp.networks, "TwoLayerNet",
+                        lambda *a, **k: made.append(("two", a)) or real_two(*a, **k))
+    monkeypatch.setattr(fastbp.networks, "MultiLayerNet",
+                        lambda *a, **k: made.append(("multi", a)) or real_multi(*a, **k))
+    by_name = {case.name: case for case in bench.CASES}
+    columns = bench._build_columns(by_name["train_step 784-50-10 b8"], np.float64, None)
+    bench._build_columns(by_name["train_step 784-1024-10 b256"], np.float64, None)
+    assert made == [("two", (784, 50, 10)), ("multi", (784, [1024], 10))]
+    columns.fastbp()                                  # one step on the batch of 8
+    columns.reference()
+
+
+def test_a_builder_that_breaks_its_record_is_caught():
+    def no_floor(dtype, torch):
+        return bench.Columns(reference=lambda: None, fastbp=lambda: None)
+
+    case = bench.Case("broken", "book", no_floor, floor_legend="promised")
+    with pytest.raises(ValueError, match="'broken': floor column missing"):
+        bench._build_columns(case, np.float64, None)
+
+
+def test_streamed_table_is_the_formatted_table(quick_rows):
+    """`fastbp bench` prints table_lines row by row; format_table joins the same lines."""
+    rows = [r for r in quick_rows if r["dtype"] == "float64"]
+    streamed = list(bench.table_lines(iter(rows), threads=1, dtypes=("float64",),
+                                      with_torch=torch_available()))
+    assert "\n".join(streamed) == bench.format_table(rows, threads=1,
+                                                      with_torch=torch_available())
+    (floor,) = [line for line in streamed if line.startswith("floor: ")]
+    assert floor.startswith("floor: relu = 3 np.copyto passes; affine = its 3 GEMMs; "
+                            "train_step = its 5 GEMMs;")
+    assert any(line.startswith("torch: train_step = ") for line in streamed) == \
+        torch_available()

@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import http.server
 import importlib.util
-import os
 import socket
 import struct
 import tempfile
@@ -20,7 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import full_mnist_candidate, full_mnist_dir
+
 import fastbp.datasets as datasets
+from fastbp.datasets import _download as D
 from fastbp.datasets import mnist as M
 from fastbp.datasets import (MNIST_FILES, MnistUnavailableError, load_mnist,
                              load_mnist_mini, read_idx_images, read_idx_labels)
@@ -29,16 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMG, TRAIN_LAB, TEST_IMG, TEST_LAB = MNIST_FILES
 
 
-def _full_dir():
-    env = os.environ.get("FASTBP_MNIST_FULL")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
-
-FULL_DIR = _full_dir()
-HAVE_FULL = all((FULL_DIR / n).is_file() or (FULL_DIR / (n + ".gz")).is_file()
-                for n in MNIST_FILES)
+FULL_DIR = full_mnist_candidate()
+HAVE_FULL = full_mnist_dir() is not None
 needs_full = pytest.mark.skipif(
     not HAVE_FULL, reason=f"full MNIST files not found in {FULL_DIR} "
                           f"(set FASTBP_MNIST_FULL to a directory holding them)")
@@ -162,9 +156,9 @@ def test_full_unflattened_one_hot(full_raw):
 @needs_full
 def test_full_mnist_dir_helper_finds_the_shared_files(monkeypatch):
     monkeypatch.setenv("FASTBP_MNIST_FULL", str(FULL_DIR))
-    assert datasets.full_mnist_dir() == FULL_DIR
+    assert full_mnist_dir() == FULL_DIR
     monkeypatch.setenv("FASTBP_MNIST_FULL", str(FULL_DIR / "does-not-exist"))
-    assert datasets.full_mnist_dir() is None
+    assert full_mnist_dir() is None
 
 
 @needs_full
@@ -194,6 +188,19 @@ def test_make_mnist_mini_tool_reproduces_the_embedded_files(tmp_path, capsys):
         # deterministic gzip header: MTIME field (bytes 4..7) is zero
         assert embedded[4:8] == b"\0\0\0\0" and regenerated[4:8] == b"\0\0\0\0"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n + ".gz" for n in MNIST_FILES)
+
+
+def test_public_names_and_no_development_paths():
+    assert sorted(datasets.__all__) == sorted([
+        "DEFAULT_MIRRORS", "MNIST_FILES", "MNIST_MINI_SHA256", "MNIST_SHA256",
+        "MnistUnavailableError", "download_mnist", "load_mnist", "load_mnist_mini",
+        "mnist_dir_default", "mnist_mirrors", "read_idx_images", "read_idx_labels"])
+    for name in datasets.__all__:
+        assert getattr(datasets, name) is not None, name
+    # the checkout's layout (../shared) and the tests' helpers are not the package's
+    assert not hasattr(datasets, "SHARED_MNIST_DIR") and not hasattr(datasets, "full_mnist_dir")
+    for module in (datasets, M, D):
+        assert '"shared"' not in Path(module.__file__).read_text(), module.__name__
 
 
 # --------------------------------------------------------------------------
@@ -540,7 +547,7 @@ def synthetic(monkeypatch):
     """Synthetic arrays and IDX bytes, with MNIST_SHA256 pointing at them."""
     arrays = make_arrays()
     contents = encode(arrays)
-    monkeypatch.setattr(M, "MNIST_SHA256", {n: sha(d) for n, d in contents.items()})
+    monkeypatch.setattr(D, "MNIST_SHA256", {n: sha(d) for n, d in contents.items()})
     return arrays, contents
 
 
@@ -689,7 +696,7 @@ def test_interrupted_download_removes_the_temp_file(tmp_path, server, synthetic,
         assert Path(path).exists()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(M, "_content_sha256", interrupt)
+    monkeypatch.setattr(D, "_content_sha256", interrupt)
     with pytest.raises(KeyboardInterrupt):
         load_mnist(path=tmp_path, mirror=mirror, progress=False)
     assert _listing(tmp_path) == []
@@ -708,3 +715,15 @@ def test_download_checksums_parameter_and_progress_bar(tmp_path, server, capsys)
     with pytest.raises(MnistUnavailableError, match="SHA-256 mismatch"):
         datasets.download_mnist(tmp_path / "other", mirror=mirror, progress=False)
     assert _listing(tmp_path / "other") == []
+
+
+def test_download_size_limits_name_the_limit(tmp_path, server, synthetic, monkeypatch):
+    _, contents = synthetic
+    mirror = server.serve("/m", contents)
+    monkeypatch.setattr(D, "_MAX_CONTENT_BYTES", 100)        # train images: 3,936 bytes
+    with pytest.raises(MnistUnavailableError, match="content larger than 100 bytes"):
+        load_mnist(path=tmp_path, mirror=mirror, progress=False)
+    monkeypatch.setattr(D, "_MAX_DOWNLOAD_BYTES", 50)
+    with pytest.raises(MnistUnavailableError, match="Content-Length .* exceeds the 50-byte"):
+        load_mnist(path=tmp_path, mirror=mirror, progress=False)
+    assert _listing(tmp_path) == []

@@ -178,3 +178,69 @@ def test_gradient_check_wrong_keys(monkeypatch):
     monkeypatch.setattr(net, "gradient", lambda x, t: {"W1": np.zeros((5, 4))})
     with pytest.raises(ValueError, match="keys"):
         G.gradient_check(net, *batch())
+
+
+# ---------------------------------------------------------------------------
+# The report: compare_gradients, GradientCheckReport
+# ---------------------------------------------------------------------------
+
+def test_compare_gradients_errors_per_key():
+    backprop = {"W": np.array([[1.0, 2.0], [0.0, -4.0]]), "b": np.array([0.5], np.float32)}
+    numerical = {"b": np.array([0.5]), "W": np.array([[1.0, 3.0], [0.0, -4.0]])}
+    report = G.compare_gradients(backprop, numerical)
+    assert isinstance(report, G.GradientCheckReport) and isinstance(report, dict)
+    assert list(report) == ["W", "b"]                       # the backprop order
+    assert report["W"] == {"mean_abs_diff": 0.25, "max_rel_error": 0.2, "checked": 4}
+    assert report["b"] == {"mean_abs_diff": 0.0, "max_rel_error": 0.0, "checked": 1}
+    assert report.total == report.checked == 5
+    assert report.max_entries is None and report.scope == "all 5 entries"
+
+
+def test_compare_gradients_rejects_other_keys_or_shapes():
+    a = {"W": np.zeros((2, 3)), "b": np.zeros(3)}
+    with pytest.raises(ValueError, match="grad_numerical: expected the keys"):
+        G.compare_gradients(a, {"W": np.zeros((2, 3))})
+    with pytest.raises(ValueError, match=r"grad_numerical\['b'\]: expected shape \(3,\)"):
+        G.compare_gradients(a, {"W": np.zeros((2, 3)), "b": np.zeros(4)})
+
+
+def test_compare_gradients_is_gradient_check_over_every_entry():
+    net = TwoLayerNet(5, 4, 3, weight_init_std=1.0, seed=0)
+    x, t = batch()
+    book = G.compare_gradients(net.gradient(x, t), net.numerical_gradient(x, t))
+    every = G.gradient_check(net, x, t, max_entries=10**6)
+    assert list(book) == list(every) == list(net.params)
+    assert book.scope == every.scope == "all 39 entries"      # 5*4 + 4 + 4*3 + 3
+    for key in net.params:
+        assert book[key]["checked"] == every[key]["checked"] == net.params[key].size
+        assert book[key]["mean_abs_diff"] < 1e-8 and every[key]["mean_abs_diff"] < 1e-8
+
+
+def test_report_of_a_sample_names_its_size_and_seed():
+    net = MultiLayerNet(40, [30], 3, seed=0)
+    report = G.gradient_check(net, *batch(d=40), max_entries=50, seed=3)
+    assert (report.total, report.checked) == (1200 + 30 + 90 + 3, 50 + 30 + 50 + 3)
+    assert (report.max_entries, report.seed) == (50, 3)
+    assert report.scope == ("133 of 1323 entries (at most 50 per parameter, drawn at "
+                            "random with seed 3)")
+
+
+def test_report_verdict_and_printed_form():
+    report = G.GradientCheckReport(
+        {"W1": {"mean_abs_diff": 2e-10, "max_rel_error": 3e-7, "checked": 6},
+         "b1": {"mean_abs_diff": float("nan"), "max_rel_error": float("nan"), "checked": 2},
+         "W2": {"mean_abs_diff": 5e-3, "max_rel_error": 0.5, "checked": 4}}, total=12)
+    assert report.failed(1e-9) == ["b1", "W2"]             # NaN fails too
+    assert not report.passed(1e-9) and report.failed(1.0) == ["b1"]
+    assert report.format(1e-9).splitlines() == [
+        "W1: mean |diff| = 2.0e-10, max rel = 3.0e-07",
+        "b1: mean |diff| = nan, max rel = nan  <-- FAILED",
+        "W2: mean |diff| = 5.0e-03, max rel = 5.0e-01  <-- FAILED",
+        "gradient check FAILED: mean |diff| > 1e-09 for b1, W2",
+    ]
+    assert str(report) == report.format() == "\n".join(report.format(1e-9).splitlines()[:3]) \
+        .replace("  <-- FAILED", "")
+    del report["b1"], report["W2"]
+    assert report.passed(1e-9)
+    assert report.format(1e-9).splitlines()[-1] == \
+        "gradient check passed: every mean |diff| <= 1e-09"

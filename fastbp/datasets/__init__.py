@@ -11,35 +11,32 @@
 * :func:`load_mnist_mini` — the first 10,000 training / 2,000 test images,
   shipped inside the package; works offline.
 
+The package: ``mnist`` (the loaders and the embedded subset), ``_idx``
+(the IDX format, raw or gzipped), ``_download`` (the directory of the full
+files and their download).
+
 MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, and is
 distributed under CC BY-SA 3.0.
 """
-from .mnist import (
+from ._download import (
     DEFAULT_MIRRORS,
     MNIST_FILES,
-    MNIST_MINI_SHA256,
     MNIST_SHA256,
-    SHARED_MNIST_DIR,
     MnistUnavailableError,
     download_mnist,
-    full_mnist_dir,
-    load_mnist,
-    load_mnist_mini,
     mnist_dir_default,
     mnist_mirrors,
-    read_idx_images,
-    read_idx_labels,
 )
+from ._idx import read_idx_images, read_idx_labels
+from .mnist import MNIST_MINI_SHA256, load_mnist, load_mnist_mini
 
 __all__ = [
     "DEFAULT_MIRRORS",
     "MNIST_FILES",
     "MNIST_MINI_SHA256",
     "MNIST_SHA256",
-    "SHARED_MNIST_DIR",
     "MnistUnavailableError",
     "download_mnist",
-    "full_mnist_dir",
     "load_mnist",
     "load_mnist_mini",
     "mnist_dir_default",
