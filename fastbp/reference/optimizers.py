@@ -35,14 +35,6 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Ad
            "OPTIMIZERS", "get_optimizer", "resolve_optimizer"]
 
 
-def _check_unit_interval(name, value, *, include_one):
-    value = _checks.check_positive_number(name, value)
-    if value > 1 or (value == 1 and not include_one):
-        bound = "[0, 1]" if include_one else "[0, 1)"
-        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
-    return value
-
-
 class Optimizer:
     """Base class: validation and the per-key loop shared by all optimizers.
 
@@ -222,7 +214,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__()
         self.lr = _checks.check_positive_number("lr", lr)
-        self.decay_rate = _check_unit_interval("decay_rate", decay_rate, include_one=True)
+        self.decay_rate = _checks.check_unit_interval("decay_rate", decay_rate, include_one=True)
 
     def _hyperparameters(self):
         return {"lr": self.lr, "decay_rate": self.decay_rate}
@@ -248,8 +240,8 @@ class Adam(Optimizer):
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__()
         self.lr = _checks.check_positive_number("lr", lr)
-        self.beta1 = _check_unit_interval("beta1", beta1, include_one=False)
-        self.beta2 = _check_unit_interval("beta2", beta2, include_one=False)
+        self.beta1 = _checks.check_unit_interval("beta1", beta1, include_one=False)
+        self.beta2 = _checks.check_unit_interval("beta2", beta2, include_one=False)
         self.iter = 0
         self.lr_t = None
 
