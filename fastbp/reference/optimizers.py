@@ -171,18 +171,20 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient, in the book's form.  State ``v``.
+    """Nesterov's accelerated gradient, in the book's current form.  State ``v``.
 
-    v *= momentum; v -= lr * g; p += momentum**2 * v; p -= (1 + momentum) * lr * g.
-    Same hyperparameters and state as Momentum; only the update differs.
+    p += momentum**2 * v; p -= (1 + momentum) * lr * g; v *= momentum; v -= lr * g
+    (the parameter moves with the velocity of the previous step, then the
+    velocity is updated).  Same hyperparameters and state as Momentum; only
+    the update differs.
     """
 
     def _update_one(self, key, param, grad):
         v = self._state("v", key, param)
-        v *= self.momentum
-        v -= self.lr * grad
         param += self.momentum * self.momentum * v
         param -= (1 + self.momentum) * self.lr * grad
+        v *= self.momentum
+        v -= self.lr * grad
 
 
 class AdaGrad(Optimizer):

@@ -1,0 +1,80 @@
+"""Where the book's code is, and how the tests run it (a helper module, not tests).
+
+The book's repository sits beside fastbp's (``../shared/book`` from the
+repository root, as ``conftest.py`` finds MNIST in ``../shared/data``).  Tests
+that need it are marked ``requires_book`` and skip, saying so, when it is
+absent.  ``make_book_copy`` copies it into a temporary directory (the
+original is never written), optionally with fastbp dropped in the way a
+reader does it: ``from fastbp.layers import *`` appended to
+``common/layers.py`` and ``from fastbp.optimizers import *`` to
+``common/optimizer.py``.
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+_SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                        os.pardir, "shared"))
+BOOK_DIR = os.path.join(_SHARED, "book")
+MNIST_DIR = os.path.join(_SHARED, "data", "mnist")
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+requires_book = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(BOOK_DIR, "common")),
+    reason=f"the book's code is not at {BOOK_DIR} (CI has it at ../shared/book)")
+requires_book_and_mnist = pytest.mark.skipif(
+    not (os.path.isdir(os.path.join(BOOK_DIR, "common"))
+         and all(os.path.isfile(os.path.join(MNIST_DIR, f)) for f in MNIST_FILES)),
+    reason=f"the book's code ({BOOK_DIR}) or the MNIST files ({MNIST_DIR}) are absent")
+
+FASTBP_LAYERS = "\nfrom fastbp.layers import *  # fastbp dropped in\n"
+FASTBP_OPTIMIZERS = "\nfrom fastbp.optimizers import *  # fastbp dropped in\n"
+
+
+def load_book_module(relative_path, name):
+    """A module of the book that imports nothing from the book (e.g.
+    ``common/optimizer.py``), loaded from its file under its own ``name``."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BOOK_DIR, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_book_copy(dest, *, fastbp, mnist=False, dirs=("common", "dataset", "ch06")):
+    """Copy the book's ``dirs`` into ``dest`` and return ``dest``.
+
+    fastbp: append the drop-in imports to the copy's layers and optimizers.
+    mnist: copy the four MNIST files into the copy's ``dataset/`` (the book's
+    loader then converts them instead of downloading).
+    """
+    os.makedirs(dest, exist_ok=True)
+    for d in dirs:
+        shutil.copytree(os.path.join(BOOK_DIR, d), os.path.join(dest, d),
+                        copy_function=shutil.copyfile,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pkl"))
+    if fastbp:
+        for path, line in (("common/layers.py", FASTBP_LAYERS),
+                           ("common/optimizer.py", FASTBP_OPTIMIZERS)):
+            with open(os.path.join(dest, path), "a", encoding="utf-8") as f:
+                f.write(line)
+    if mnist:
+        for name in MNIST_FILES:
+            shutil.copyfile(os.path.join(MNIST_DIR, name), os.path.join(dest, "dataset", name))
+    return dest
+
+
+def run_python(cwd, code, *, timeout=900, env=None):
+    """Run ``code`` with this interpreter in ``cwd`` (a book copy's chapter
+    directory); return stdout.  Fails the test with stderr on a non-zero exit."""
+    full_env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n" \
+                                 f"{proc.stderr[-6000:]}"
+    return proc.stdout
