@@ -45,6 +45,21 @@ def load_book_module(relative_path, name):
     return module
 
 
+def load_book_layers():
+    """The book's own ``common/layers.py`` as a module (its ``common.*`` imports
+    resolved against the book, then taken out of ``sys.modules`` again)."""
+    saved_path, saved = list(sys.path), {k: v for k, v in sys.modules.items()
+                                         if k == "common" or k.startswith("common.")}
+    sys.path.insert(0, BOOK_DIR)
+    try:
+        return load_book_module("common/layers.py", "book_common_layers")
+    finally:
+        sys.path[:] = saved_path
+        for key in [k for k in sys.modules if k == "common" or k.startswith("common.")]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+
+
 def make_book_copy(dest, *, fastbp, mnist=False, dirs=("common", "dataset", "ch06")):
     """Copy the book's ``dirs`` into ``dest`` and return ``dest``.
 
