@@ -36,28 +36,35 @@ FASTBP_LAYERS = "\nfrom fastbp.layers import *  # fastbp dropped in\n"
 FASTBP_OPTIMIZERS = "\nfrom fastbp.optimizers import *  # fastbp dropped in\n"
 
 
-def load_book_module(relative_path, name):
-    """A module of the book that imports nothing from the book (e.g.
-    ``common/optimizer.py``), loaded from its file under its own ``name``."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BOOK_DIR, relative_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_book_module(relative_path, name, root=BOOK_DIR):
+    """Module ``relative_path`` of the book at ``root`` (the book, or a copy
+    made by ``make_book_copy``), loaded from its file under the name ``name``.
 
-
-def load_book_layers():
-    """The book's own ``common/layers.py`` as a module (its ``common.*`` imports
-    resolved against the book, then taken out of ``sys.modules`` again)."""
+    Its ``common.*`` imports resolve against ``root`` and are taken out of
+    ``sys.modules`` again afterwards (as is its ``sys.path.append``), so
+    modules of two copies can be loaded side by side: each keeps the classes
+    it imported.
+    """
     saved_path, saved = list(sys.path), {k: v for k, v in sys.modules.items()
                                          if k == "common" or k.startswith("common.")}
-    sys.path.insert(0, BOOK_DIR)
+    for key in saved:
+        del sys.modules[key]
+    sys.path.insert(0, root)
     try:
-        return load_book_module("common/layers.py", "book_common_layers")
+        spec = importlib.util.spec_from_file_location(name, os.path.join(root, relative_path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     finally:
         sys.path[:] = saved_path
         for key in [k for k in sys.modules if k == "common" or k.startswith("common.")]:
             del sys.modules[key]
         sys.modules.update(saved)
+
+
+def load_book_layers():
+    """The book's own ``common/layers.py`` as a module."""
+    return load_book_module("common/layers.py", "book_common_layers")
 
 
 def make_book_copy(dest, *, fastbp, mnist=False, dirs=("common", "dataset", "ch06")):
@@ -81,6 +88,16 @@ def make_book_copy(dest, *, fastbp, mnist=False, dirs=("common", "dataset", "ch0
         for name in MNIST_FILES:
             shutil.copyfile(os.path.join(MNIST_DIR, name), os.path.join(dest, "dataset", name))
     return dest
+
+
+@pytest.fixture(scope="session")
+def book_copies(tmp_path_factory):
+    """Two copies of the book's common/, dataset/ (with MNIST if present) and ch06/:
+    ``{"book": the book as published, "fastbp": with fastbp dropped in}``."""
+    root = tmp_path_factory.mktemp("book")
+    mnist = all(os.path.isfile(os.path.join(MNIST_DIR, f)) for f in MNIST_FILES)
+    return {kind: make_book_copy(str(root / kind), fastbp=kind == "fastbp", mnist=mnist)
+            for kind in ("book", "fastbp")}
 
 
 def run_python(cwd, code, *, timeout=900, env=None):
