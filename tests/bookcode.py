@@ -100,13 +100,56 @@ def book_copies(tmp_path_factory):
             for kind in ("book", "fastbp")}
 
 
-def run_python(cwd, code, *, timeout=900, env=None):
-    """Run ``code`` with this interpreter in ``cwd`` (a book copy's chapter
-    directory); return stdout.  Fails the test with stderr on a non-zero exit."""
-    full_env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+def start_python(cwd, code, *, env=None):
+    """Start ``code`` with this interpreter in ``cwd`` (a book copy's chapter
+    directory), one BLAS/OpenMP thread (several may run side by side),
+    ``MPLBACKEND=Agg``; returns the Popen for ``finish``."""
+    full_env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
+                    OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n" \
-                                 f"{proc.stderr[-6000:]}"
-    return proc.stdout
+    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=1800):
+    """stdout of a process from ``start_python``; fails the test with its
+    output when it exits with an error."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s\n{out[-3000:]}\n{err[-3000:]}")
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out[-3000:]}\n{err[-6000:]}"
+    return out
+
+
+def run_python(cwd, code, **kwargs):
+    """``finish(start_python(cwd, code, ...))``."""
+    return finish(start_python(cwd, code, **kwargs))
+
+
+def script_text(copy, path, replacements=(), seed=None):
+    """The text of the script ``path`` of a book copy, with each (old, new) of
+    ``replacements`` made (each old must occur) and ``np.random.seed(seed)``
+    run first when a seed is given."""
+    with open(os.path.join(copy, path), encoding="utf-8") as f:
+        text = f.read()
+    for old, new in replacements:
+        assert old in text, f"{path} no longer contains {old!r}"
+        text = text.replace(old, new)
+    if seed is not None:
+        text = f"import numpy as np\nnp.random.seed({seed})\n" + text
+    return text
+
+
+@pytest.fixture(scope="session")
+def book_copies_with_mnist(book_copies):
+    """``book_copies`` with the book's MNIST pickle made in both (once, side
+    by side), so scripts run in parallel never race to create it."""
+    procs = [start_python(os.path.join(copy, "dataset"),
+                          "import mnist\nmnist.init_mnist()")
+             for copy in book_copies.values()]
+    for proc in procs:
+        finish(proc)
+    return book_copies
