@@ -14,13 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                                        os.pardir, "shared"))
-BOOK_DIR = os.path.join(_SHARED, "book")
-MNIST_DIR = os.path.join(_SHARED, "data", "mnist")
+_SHARED = Path(__file__).resolve().parents[2] / "shared"      # as conftest.py finds MNIST
+BOOK_DIR = str(_SHARED / "book")
+MNIST_DIR = str(_SHARED / "data" / "mnist")
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
