@@ -190,7 +190,8 @@ def _dropout_generator(rng):
             raise ValueError(f"rng: expected a non-negative integer seed, got {rng!r}")
         return np.random.default_rng(int(rng))
     raise TypeError(f"rng: expected None (NumPy's global generator, as in the book), a "
-                    f"numpy.random.Generator or a non-negative integer seed, got {rng!r}")
+                    f"numpy.random.Generator, a SeedSequence, a BitGenerator or a "
+                    f"non-negative integer seed, got {rng!r}")
 
 
 class Dropout:
