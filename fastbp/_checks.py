@@ -168,3 +168,70 @@ def check_positive_number(name, value):
             or value < 0:
         raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
     return float(value)
+
+
+def check_unit_interval(name, value, *, include_one):
+    """A real number in [0, 1] (``include_one``) or [0, 1), as a Python float;
+    ValueError naming the interval for anything else (NaN, bool, str, ...)."""
+    inside = (not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+              and 0 <= value and (value <= 1 if include_one else value < 1))
+    if not inside:
+        bound = "[0, 1]" if include_one else "[0, 1)"
+        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
+    return float(value)
+
+
+def check_called_training_forward(layer, attribute):
+    """RuntimeError when ``backward`` comes before any training-mode forward
+    (``forward(x, train_flg=True)`` stores what ``backward`` needs; a
+    test-mode forward stores nothing)."""
+    if getattr(layer, attribute) is None:
+        raise RuntimeError(f"{type(layer).__name__}.backward called before a training-mode "
+                           "forward: call forward(x, train_flg=True) first, it stores what "
+                           "backward needs")
+
+
+def batchnorm_input_2d(x):
+    """BatchNormalization's input as an (N, D) array (a view when possible).
+
+    x: (N, D), or (N, C, H, W) flattened per sample to D = C*H*W (the book
+    normalises every (c, h, w) position of an image separately).
+    """
+    x = as_numeric_array("x", x)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"x: expected a 2-D batch (N, D) or a 4-D batch (N, C, H, W), "
+                         f"got shape {x.shape}")
+    if x.ndim == 2:
+        return x
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def check_batchnorm_params(gamma, beta, x_shape=None):
+    """``(gamma, beta)`` as arrays of one shape (D,); with ``x_shape``, D must be
+    the number of features per sample of an x of that shape."""
+    gamma = as_numeric_array("gamma", gamma)
+    beta = as_numeric_array("beta", beta)
+    if gamma.ndim != 1:
+        raise ValueError(f"gamma: expected a 1-D array of per-feature scales, shape (D,), "
+                         f"got shape {gamma.shape}")
+    if beta.shape != gamma.shape:
+        raise ValueError(f"beta: expected shape {gamma.shape} to match gamma, got {beta.shape}")
+    if x_shape is not None:
+        n_features = math.prod(x_shape[1:])
+        if gamma.shape[0] != n_features:
+            per = (f"C*H*W = {'*'.join(map(str, x_shape[1:]))}: one per (c, h, w) position, "
+                   "as the book flattens each sample" if len(x_shape) == 4 else "one per feature")
+            raise ValueError(f"gamma: expected shape ({n_features},) for x of shape {x_shape} "
+                             f"({per}), got {gamma.shape}")
+    return gamma, beta
+
+
+def check_running_statistic(name, value, n_features):
+    """A running mean or variance: None (not created yet) or an array (D,)."""
+    if value is None:
+        return None
+    value = as_numeric_array(name, value)
+    if value.shape != (n_features,):
+        raise ValueError(f"{name}: expected shape ({n_features},), one entry per feature of "
+                         f"x, got {value.shape}")
+    return value

@@ -33,15 +33,16 @@ def momentum(floating[::1] param, const floating[::1] grad, floating[::1] v,
 
 def nesterov(floating[::1] param, const floating[::1] grad, floating[::1] v,
              double lr, double momentum):
-    """v = momentum * v - lr * grad; param += momentum**2 * v - (1 + momentum) * lr * grad"""
+    """param += momentum**2 * v - (1 + momentum) * lr * grad (v of the previous
+    step); then v = momentum * v - lr * grad"""
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr, m = <floating>momentum
     cdef floating m2 = <floating>(momentum * momentum)
     cdef floating step = <floating>((1 + momentum) * lr)
     with nogil:
         for i in range(param.shape[0]):
-            v[i] = v[i] * m - lr_ * grad[i]
             param[i] = (param[i] + m2 * v[i]) - step * grad[i]
+            v[i] = v[i] * m - lr_ * grad[i]
 
 
 def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] h, double lr):

@@ -8,11 +8,14 @@ import numpy as np
 from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype
 from .reference import functions as _reference
-from .reference.functions import (cross_entropy_error, labels_to_indices, relu, relu_grad,
-                                  sigmoid_grad)
+from .reference.functions import (cross_entropy_error, identity_function, labels_to_indices,
+                                  mean_squared_error, relu, relu_grad, sigmoid_grad,
+                                  softmax_loss, step_function, sum_squared_error)
 
 __all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
-           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices"]
+           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices",
+           "identity_function", "step_function", "sum_squared_error", "mean_squared_error",
+           "softmax_loss"]
 
 
 def sigmoid(x):

@@ -23,10 +23,11 @@ import numpy as np
 from . import _backend, _checks
 from . import layers as _layers
 from . import optimizers as _optimizers
+from .reference import multi_layer_net_extend as _reference_extend
 from .reference import networks as _reference
 from .reference import optimizers as _reference_optimizers
 
-__all__ = ["TwoLayerNet", "MultiLayerNet"]
+__all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
 
 
 class _Workspace:
@@ -161,3 +162,9 @@ class TwoLayerNet(_FastTrainStep, _reference.TwoLayerNet):
 
 class MultiLayerNet(_FastTrainStep, _reference.MultiLayerNet):
     __doc__ = _reference.MultiLayerNet.__doc__
+
+
+class MultiLayerNetExtend(_reference_extend.MultiLayerNetExtend):
+    # fastbp.layers, no fused train_step yet: gradient() + optimizer.update
+    __doc__ = _reference_extend.MultiLayerNetExtend.__doc__
+    layers_module = _layers

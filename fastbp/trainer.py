@@ -7,7 +7,10 @@ Differences from the book:
     (the fused fast path of ``fastbp.networks``), falling back to
     ``gradient`` + ``optimizer.update`` for networks without it; the recorded
     loss is the one at the parameters used for the gradient (the book records
-    a second forward pass after the update);
+    a second forward pass after the update); a network without
+    ``train_step`` gets ``loss(x, t)`` with its defaults, which for the
+    book's ``MultiLayerNetExtend`` is test mode (no dropout, running
+    statistics);
   * progress is a tqdm bar (loss and steps/s, refreshed every 20 steps)
     plus one ``tqdm.write`` line per epoch, instead of a print per step;
   * the accuracy is evaluated at the end of every epoch (the book evaluates

@@ -31,10 +31,10 @@ def expected_momentum(p, gs, lr, m):
 def expected_nesterov(p, gs, lr, m):
     v = 0.0
     for g in gs:
-        v = v * m
-        v = v - lr * g
         p = p + m * m * v
         p = p - (1 + m) * lr * g
+        v = v * m
+        v = v - lr * g
     return p
 
 

@@ -1,5 +1,8 @@
 """Activation and loss functions of chapters 3-5, in plain NumPy.
 
+All the names of the book's ``common/functions.py`` are here, plus
+``softmax_cross_entropy`` and ``labels_to_indices``.
+
 These are the book's formulas with two numerical fixes: ``sigmoid`` never
 overflows (it only ever exponentiates non-positive numbers) and ``softmax``
 subtracts the row maximum.  ``softmax_cross_entropy`` computes the loss from
@@ -12,7 +15,9 @@ import numpy as np
 from .. import _checks
 
 __all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
-           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices"]
+           "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices",
+           "identity_function", "step_function", "sum_squared_error", "mean_squared_error",
+           "softmax_loss"]
 
 
 def _as_float_array(x, name="x"):
@@ -128,3 +133,50 @@ def softmax_cross_entropy(x, t):
         rows = np.arange(x.shape[0])
         loss = log_sum[:, 0] - shifted[rows, t]
     return y, loss.astype(x.dtype, copy=False)
+
+
+def identity_function(x):
+    """The identity, the output activation of regression (chapter 3): returns x itself."""
+    return x
+
+
+def step_function(x):
+    """1 where x > 0, else 0, as an integer array (NumPy's default int), as in the book.
+
+    NaN gives 0.
+    """
+    x = _checks.as_numeric_array("x", x)
+    return np.array(x > 0, dtype=int)
+
+
+def sum_squared_error(y, t):
+    """0.5 * sum((y - t)**2) over every element (the book's "sum of squares" loss).
+
+    y: outputs, any shape; t: targets (e.g. one-hot) of the same shape.
+    Returns a NumPy scalar of the result dtype (float32 for float32 y and t;
+    integers and bools compute in float64).  Not divided by the batch size,
+    as in the book.
+    """
+    y = _as_float_array(y, "y")
+    t = _as_float_array(t, "t")
+    if t.shape != y.shape:
+        raise ValueError(f"t: expected targets of y's shape {y.shape} (e.g. one-hot), got "
+                         f"shape {t.shape}")
+    return 0.5 * np.sum((y - t) ** 2)
+
+
+# The book's chapter-4 text calls the same loss mean_squared_error (its
+# common/functions.py calls it sum_squared_error): 0.5 * the sum, no mean.
+mean_squared_error = sum_squared_error
+
+
+def softmax_loss(X, t):
+    """Mean cross-entropy of softmax(X) against labels t, as a Python float.
+
+    X: logits (N, C) or (C,); t: integer labels (N,) or one-hot (N, C).
+    The book composes ``cross_entropy_error(softmax(X), t)``, i.e. log(y + 1e-7);
+    here the loss comes from log-softmax, exact also for confident
+    predictions (as ``SoftmaxWithLoss``; README, deliberate difference 3).
+    """
+    _, per_sample = softmax_cross_entropy(X, t)
+    return float(np.mean(per_sample, dtype=np.float64))

@@ -1,18 +1,23 @@
-"""The book's chapter-5 layers in plain NumPy: the oracle for fastbp.layers.
+"""The book's layers in plain NumPy: the oracle for fastbp.layers.
 
-Same names, signatures and attributes as the book (``common/layers.py``),
-with the deliberate differences listed in README:
+Chapter 5 (``MulLayer`` ... ``SoftmaxWithLoss``) and chapter 6 (``Dropout``,
+``BatchNormalization``), each in its own section below.  Same names,
+signatures and attributes as the book (``common/layers.py``), with the
+deliberate differences listed in README:
   1. ``backward`` never writes into the caller's ``dout``;
   2. ``SoftmaxWithLoss.backward`` multiplies by ``dout``;
   3. the loss comes from log-softmax, not log(y + 1e-7);
   4. ``Sigmoid`` never overflows.
 """
+import numbers
+
 import numpy as np
 
 from .. import _checks
 from .functions import sigmoid, softmax_cross_entropy
 
-__all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+__all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
+           "Dropout", "BatchNormalization"]
 
 
 class MulLayer:
@@ -169,3 +174,208 @@ class SoftmaxWithLoss:
             target[np.arange(batch_size), self._labels] = 1
         dx = (y - target) * (dout / batch_size)
         return dx.astype(y.dtype, copy=False).reshape(self._x_shape)
+
+
+# ---------------------------------------------------------------------------
+# Chapter 6: Dropout
+# ---------------------------------------------------------------------------
+def _dropout_generator(rng):
+    """``Dropout``'s ``rng`` argument as a Generator, or None (the book's stream)."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"rng: expected a non-negative integer seed, got {rng!r}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng: expected None (NumPy's global generator, as in the book), a "
+                    f"numpy.random.Generator, a SeedSequence, a BitGenerator or a "
+                    f"non-negative integer seed, got {rng!r}")
+
+
+class Dropout:
+    """Dropout as in the book: units dropped at training time, no rescaling.
+
+    ``forward(x, train_flg=True)``: in training, draws a keep-mask ``mask``
+    (bool, x's shape; True where the unit is kept) and returns ``x * mask``;
+    in test mode returns ``x * (1.0 - dropout_ratio)`` (the book scales at
+    test time, not at training time).  ``backward(dout)``: ``dout * mask``.
+    Outputs follow NumPy's dtype rules for those products: a float32 x gives
+    float32 (the mask is bool, ``dropout_ratio`` a Python float); a dropped
+    inf or NaN gives NaN, a dropped negative -0.0, exactly as the book.
+
+    dropout_ratio: the fraction of units dropped, in [0, 1).
+
+    rng (keyword only) picks the random stream of the masks:
+      * None (default), the book's stream: ``np.random.rand(*x.shape) >
+        dropout_ratio`` on NumPy's global generator, the same call as the book
+        in the same order, so ``np.random.seed(s)`` gives the book's masks and
+        leaves the global generator in the book's state.  (The draws are
+        float64; the comparison makes the bool mask, whatever x's dtype.)
+      * a ``numpy.random.Generator``, or a seed (int, SeedSequence or
+        BitGenerator, made into ``np.random.default_rng(rng)`` once, here):
+        the faster stream ``rng.random(x.shape, dtype=np.float32) >
+        dropout_ratio``, compared in float64.  Each element consumes one
+        32-bit output ``u`` of the generator (``next_uint32``; PCG64 serves
+        two per 64-bit step) and is kept when ``(u >> 8) * 2**-24 >
+        dropout_ratio``, i.e. when ``u >> 8 > floor(dropout_ratio * 2**24)``.
+    Either way one draw per element in C (row-major) order of ``x.shape``,
+    whatever x's memory layout, and none in test mode.  A Generator is
+    shared, not copied: layers given the same one draw from one stream.
+
+    Attributes: ``dropout_ratio`` (float, read at every forward), ``mask``
+    (None until a training-mode forward), ``rng`` (None or the Generator).
+    """
+
+    def __init__(self, dropout_ratio=0.5, *, rng=None):
+        self.dropout_ratio = _checks.check_unit_interval("dropout_ratio", dropout_ratio,
+                                                         include_one=False)
+        self.rng = _dropout_generator(rng)
+        self.mask = None
+
+    def _keep_mask(self, shape, ratio):
+        """The bool keep-mask for ``shape``, from the stream ``rng`` selects."""
+        if self.rng is None:
+            # rand() with no dimensions returns a Python float: one draw all the same
+            return np.asarray(np.random.rand(*shape) > ratio)
+        return self.rng.random(shape, dtype=np.float32) > np.float64(ratio)
+
+    def forward(self, x, train_flg=True):
+        x = _checks.as_numeric_array("x", x)
+        ratio = _checks.check_unit_interval("dropout_ratio", self.dropout_ratio,
+                                            include_one=False)
+        if not train_flg:
+            return x * (1.0 - ratio)
+        self.mask = self._keep_mask(x.shape, ratio)
+        with np.errstate(invalid="ignore"):      # a dropped inf is NaN, as in the book
+            return x * self.mask
+
+    def backward(self, dout):
+        _checks.check_called_training_forward(self, "mask")
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, self.mask.shape)
+        with np.errstate(invalid="ignore"):
+            return dout * self.mask
+
+
+# ---------------------------------------------------------------------------
+# Chapter 6: BatchNormalization
+# ---------------------------------------------------------------------------
+_BN_EPS = 10e-7      # the book's epsilon (1e-6), added to the variance
+
+
+def _statistics_dtype(x):
+    """The dtype NumPy gives ``x.mean(axis=0)``: x's float dtype, float64 for integers."""
+    return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+
+
+class BatchNormalization:
+    """Batch normalisation as in the book: out = gamma * xn + beta.
+
+    gamma, beta: arrays (D,), kept by reference and read at every call (an
+    optimizer updates them in place).  momentum (in [0, 1]) of the running
+    statistics.  running_mean, running_var: None (created as zeros on the
+    first forward) or arrays (D,).
+
+    ``forward(x, train_flg=True)``: x is (N, D), or (N, C, H, W) flattened
+    per sample to D = C*H*W (every (c, h, w) position has its own gamma,
+    beta and statistics, as in the book); the result has x's shape.
+    Training mode normalises with the batch's mean mu and biased variance
+    var (mean of (x - mu)**2, two passes): xn = (x - mu) / sqrt(var + 10e-7),
+    and sets running_mean = momentum * running_mean + (1 - momentum) * mu and
+    likewise running_var with var, as new arrays (an array the caller passed
+    or read before is never written).  Test mode normalises with the running
+    statistics.  ``backward(dout)``: dout of the shape of the last
+    training-mode x; returns dx of that shape and sets ``dgamma``, ``dbeta``.
+
+    Attributes (the book's): ``gamma``, ``beta``, ``momentum``,
+    ``input_shape`` (x's shape at the last forward, either mode),
+    ``running_mean``, ``running_var`` (D,); after a training forward
+    ``batch_size`` (N, an int), ``xc`` = x - mu (N, D), ``xn`` (N, D),
+    ``std`` = sqrt(var + 10e-7) (D,); after backward ``dgamma``, ``dbeta`` (D,).
+
+    Dtypes follow NumPy on the book's expressions (float32 x, gamma and beta
+    give float32 everything).  One difference: running statistics created
+    here have the dtype of the batch statistics (float32 for float32 x), not
+    the book's float64 zeros, so a float32 network stays float32 in test
+    mode too.  With float64 the numbers are the book's, bit for bit.
+    """
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        gamma_arr, _ = _checks.check_batchnorm_params(gamma, beta)
+        n_features = gamma_arr.shape[0]
+        _checks.check_running_statistic("running_mean", running_mean, n_features)
+        _checks.check_running_statistic("running_var", running_var, n_features)
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = _checks.check_unit_interval("momentum", momentum, include_one=True)
+        self.input_shape = None
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.batch_size = None
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+        self._train_shape = None    # x's shape at the last training forward (for backward)
+
+    def forward(self, x, train_flg=True):
+        x = _checks.as_numeric_array("x", x)
+        x2d = _checks.batchnorm_input_2d(x)
+        gamma, beta = _checks.check_batchnorm_params(self.gamma, self.beta, x.shape)
+        momentum = _checks.check_unit_interval("momentum", self.momentum, include_one=True)
+        n, n_features = x2d.shape
+        running_mean = _checks.check_running_statistic("running_mean", self.running_mean,
+                                                       n_features)
+        running_var = _checks.check_running_statistic("running_var", self.running_var,
+                                                      n_features)
+        if train_flg and n == 0:
+            raise ValueError(f"x: expected at least one sample in training mode (an empty "
+                             f"batch has no mean or variance), got shape {x.shape}")
+        # everything checked: from here on the layer's state may change
+        if running_mean is None:
+            running_mean = np.zeros(n_features, _statistics_dtype(x2d))
+        if running_var is None:
+            running_var = np.zeros(n_features, _statistics_dtype(x2d))
+        if train_flg:
+            mu = x2d.mean(axis=0)
+            xc = x2d - mu
+            var = np.mean(xc**2, axis=0)
+            std = np.sqrt(var + _BN_EPS)
+            xn = xc / std
+            self.batch_size = n
+            self.xc = xc
+            self.xn = xn
+            self.std = std
+            self._train_shape = x.shape
+            running_mean = momentum * running_mean + (1 - momentum) * mu
+            running_var = momentum * running_var + (1 - momentum) * var
+        else:
+            xn = (x2d - running_mean) / np.sqrt(running_var + _BN_EPS)
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.input_shape = x.shape
+        out = gamma * xn + beta
+        return out.reshape(x.shape)
+
+    def backward(self, dout):
+        _checks.check_called_training_forward(self, "xn")
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, self._train_shape)
+        gamma, _ = _checks.check_batchnorm_params(self.gamma, self.beta, self._train_shape)
+        dout = dout.reshape(self.xn.shape)
+        n, xc, std = self.batch_size, self.xc, self.std
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = gamma * dout
+        dxc = dxn / std
+        dstd = -np.sum((dxn * xc) / (std * std), axis=0)
+        dvar = 0.5 * dstd / std
+        dxc += (2.0 / n) * xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / n
+        self.dgamma = dgamma
+        self.dbeta = dbeta
+        return dx.reshape(self._train_shape)

@@ -71,15 +71,8 @@ class BaseNet:
         Weights are drawn in float64 from ``np.random.default_rng(seed)``, in
         order W1, W2, ..., then cast to ``dtype``; biases are zeros.
         """
-        self.dtype = dtype
-        self._sizes = tuple(sizes)
-        rng = np.random.default_rng(seed)
-        self.params = {}
-        n_affine = len(sizes) - 1
-        for i in range(1, n_affine + 1):
-            W = scales[i - 1] * rng.standard_normal((sizes[i - 1], sizes[i]))
-            self.params[f"W{i}"] = W.astype(dtype)
-            self.params[f"b{i}"] = np.zeros(sizes[i], dtype=dtype)
+        self._init_weights(sizes, scales, dtype, np.random.default_rng(seed).standard_normal)
+        n_affine = self.n_affine
         mod = self.layers_module
         activation = {"relu": mod.Relu, "sigmoid": mod.Sigmoid}[activation_name]
         self.layers = OrderedDict()
@@ -88,6 +81,21 @@ class BaseNet:
             if i < n_affine:
                 self.layers[self._activation_layer_name(i)] = activation()
         self.lastLayer = mod.SoftmaxWithLoss()
+
+    def _init_weights(self, sizes, scales, dtype, standard_normal):
+        """Set ``dtype``, ``_sizes`` and ``params`` W1, b1, ..., W{L}, b{L}.
+
+        W{i} is ``scales[i-1] * standard_normal((sizes[i-1], sizes[i]))``,
+        drawn in float64 in order W1, W2, ... and cast to ``dtype``; biases
+        are zeros.  ``standard_normal(shape)`` is the random source.
+        """
+        self.dtype = dtype
+        self._sizes = tuple(sizes)
+        self.params = {}
+        for i in range(1, len(sizes)):
+            W = scales[i - 1] * standard_normal((sizes[i - 1], sizes[i]))
+            self.params[f"W{i}"] = W.astype(dtype)
+            self.params[f"b{i}"] = np.zeros(sizes[i], dtype=dtype)
 
     def _activation_layer_name(self, i):
         raise NotImplementedError
@@ -171,7 +179,7 @@ class BaseNet:
         (``dW + lambda * W`` when weight decay is on; cast to the param dtype
         if x had a wider dtype).
         """
-        loss = self.loss(x, t)
+        loss = self._training_loss(x, t)
         dout = self.lastLayer.backward(1)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
@@ -187,6 +195,11 @@ class BaseNet:
                 grads[f"W{i}"] = np.array(dW, dtype=W.dtype, copy=True)
             grads[f"b{i}"] = np.array(affine.db, dtype=W.dtype, copy=True)
         return loss, grads
+
+    def _training_loss(self, x, t):
+        """``loss(x, t)`` of the forward pass that backprop follows (a network
+        with train/test modes runs it in training mode)."""
+        return self.loss(x, t)
 
     def gradient(self, x, t):
         """Backprop gradients of ``loss(x, t)``: dict W1, b1, ... of fresh arrays."""
@@ -259,9 +272,15 @@ class BaseNet:
             if value.dtype != param.dtype:
                 raise ValueError(f"{key}: expected dtype {param.dtype}, got {value.dtype} "
                                  f"in {path}")
+        self._load_state(stored, path)
         for key, param in self.params.items():
             np.copyto(param, stored[key])
         return self
+
+    def _load_state(self, stored, path):
+        """Restore state other than ``params`` from the arrays ``stored`` in the
+        file ``path`` (keys written by ``_metadata``).  Called by ``load`` once
+        the parameters are checked: check everything before changing anything."""
 
 
 class TwoLayerNet(BaseNet):

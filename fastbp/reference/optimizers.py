@@ -35,14 +35,6 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Ad
            "OPTIMIZERS", "get_optimizer", "resolve_optimizer"]
 
 
-def _check_unit_interval(name, value, *, include_one):
-    value = _checks.check_positive_number(name, value)
-    if value > 1 or (value == 1 and not include_one):
-        bound = "[0, 1]" if include_one else "[0, 1)"
-        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
-    return value
-
-
 class Optimizer:
     """Base class: validation and the per-key loop shared by all optimizers.
 
@@ -179,18 +171,20 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient, in the book's form.  State ``v``.
+    """Nesterov's accelerated gradient, in the book's current form.  State ``v``.
 
-    v *= momentum; v -= lr * g; p += momentum**2 * v; p -= (1 + momentum) * lr * g.
-    Same hyperparameters and state as Momentum; only the update differs.
+    p += momentum**2 * v; p -= (1 + momentum) * lr * g; v *= momentum; v -= lr * g
+    (the parameter moves with the velocity of the previous step, then the
+    velocity is updated).  Same hyperparameters and state as Momentum; only
+    the update differs.
     """
 
     def _update_one(self, key, param, grad):
         v = self._state("v", key, param)
-        v *= self.momentum
-        v -= self.lr * grad
         param += self.momentum * self.momentum * v
         param -= (1 + self.momentum) * self.lr * grad
+        v *= self.momentum
+        v -= self.lr * grad
 
 
 class AdaGrad(Optimizer):
@@ -222,7 +216,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__()
         self.lr = _checks.check_positive_number("lr", lr)
-        self.decay_rate = _check_unit_interval("decay_rate", decay_rate, include_one=True)
+        self.decay_rate = _checks.check_unit_interval("decay_rate", decay_rate, include_one=True)
 
     def _hyperparameters(self):
         return {"lr": self.lr, "decay_rate": self.decay_rate}
@@ -248,8 +242,8 @@ class Adam(Optimizer):
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__()
         self.lr = _checks.check_positive_number("lr", lr)
-        self.beta1 = _check_unit_interval("beta1", beta1, include_one=False)
-        self.beta2 = _check_unit_interval("beta2", beta2, include_one=False)
+        self.beta1 = _checks.check_unit_interval("beta1", beta1, include_one=False)
+        self.beta2 = _checks.check_unit_interval("beta2", beta2, include_one=False)
         self.iter = 0
         self.lr_t = None
 
