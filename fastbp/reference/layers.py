@@ -136,7 +136,7 @@ class SoftmaxWithLoss:
     """Softmax followed by the mean cross-entropy loss.
 
     ``forward(x, t)``: logits x (N, C) or (C,), labels t as integers (N,) or
-    one-hot (N, C); stores ``y`` (probabilities, x's shape), ``t`` and ``loss``
+    (N, 1), or one-hot (N, C); stores ``y`` (probabilities, x's shape), ``t`` and ``loss``
     and returns the mean loss as a Python float.
     ``backward(dout=1)``: dout * (y - onehot(t)) / N, in x's shape.
     """
