@@ -180,3 +180,24 @@ def check_positive_number(name, value):
             or value < 0:
         raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
     return float(value)
+
+
+def check_unit_interval(name, value, *, include_one):
+    """A real number in [0, 1] (``include_one``) or [0, 1), as a Python float;
+    ValueError naming the interval for anything else (NaN, bool, str, ...)."""
+    inside = (not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+              and 0 <= value and (value <= 1 if include_one else value < 1))
+    if not inside:
+        bound = "[0, 1]" if include_one else "[0, 1)"
+        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
+    return float(value)
+
+
+def check_called_training_forward(layer, attribute):
+    """RuntimeError when ``backward`` comes before any training-mode forward
+    (``forward(x, train_flg=True)`` stores what ``backward`` needs; a
+    test-mode forward stores nothing)."""
+    if getattr(layer, attribute) is None:
+        raise RuntimeError(f"{type(layer).__name__}.backward called before a training-mode "
+                           "forward: call forward(x, train_flg=True) first, it stores what "
+                           "backward needs")

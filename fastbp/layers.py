@@ -13,10 +13,10 @@ import numpy as np
 from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype, like_layout
 from .reference import layers as _reference
-from .reference.layers import AddLayer, Convolution, MulLayer, Pooling
+from .reference.layers import AddLayer, Convolution, Dropout, MulLayer, Pooling
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "Convolution", "Pooling"]
+           "Dropout", "Convolution", "Pooling"]
 
 
 class Relu(_reference.Relu):

@@ -1,12 +1,17 @@
-"""The book's chapter-5 layers in plain NumPy: the oracle for fastbp.layers.
+"""The book's layers in plain NumPy: the oracle for fastbp.layers.
 
-Same names, signatures and attributes as the book (``common/layers.py``),
-with the deliberate differences listed in README:
+Chapter 5 (``MulLayer`` ... ``SoftmaxWithLoss``), chapter 6 (``Dropout``,
+``BatchNormalization``) and chapter 7 (``Convolution``, ``Pooling``), each in
+its own section below.  Same names,
+signatures and attributes as the book (``common/layers.py``), with the
+deliberate differences listed in README:
   1. ``backward`` never writes into the caller's ``dout``;
   2. ``SoftmaxWithLoss.backward`` multiplies by ``dout``;
   3. the loss comes from log-softmax, not log(y + 1e-7);
   4. ``Sigmoid`` never overflows.
 """
+import numbers
+
 import numpy as np
 
 from .. import _checks
@@ -15,7 +20,7 @@ from . import util as _util
 from .functions import sigmoid, softmax_cross_entropy
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "Convolution", "Pooling"]
+           "Dropout", "Convolution", "Pooling"]
 
 
 class MulLayer:
@@ -172,6 +177,88 @@ class SoftmaxWithLoss:
             target[np.arange(batch_size), self._labels] = 1
         dx = (y - target) * (dout / batch_size)
         return dx.astype(y.dtype, copy=False).reshape(self._x_shape)
+
+
+# ---------------------------------------------------------------------------
+# Chapter 6: Dropout
+# ---------------------------------------------------------------------------
+def _dropout_generator(rng):
+    """``Dropout``'s ``rng`` argument as a Generator, or None (the book's stream)."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"rng: expected a non-negative integer seed, got {rng!r}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"rng: expected None (NumPy's global generator, as in the book), a "
+                    f"numpy.random.Generator or a non-negative integer seed, got {rng!r}")
+
+
+class Dropout:
+    """Dropout as in the book: units dropped at training time, no rescaling.
+
+    ``forward(x, train_flg=True)``: in training, draws a keep-mask ``mask``
+    (bool, x's shape; True where the unit is kept) and returns ``x * mask``;
+    in test mode returns ``x * (1.0 - dropout_ratio)`` (the book scales at
+    test time, not at training time).  ``backward(dout)``: ``dout * mask``.
+    Outputs follow NumPy's dtype rules for those products: a float32 x gives
+    float32 (the mask is bool, ``dropout_ratio`` a Python float); a dropped
+    inf or NaN gives NaN, a dropped negative -0.0, exactly as the book.
+
+    dropout_ratio: the fraction of units dropped, in [0, 1).
+
+    rng (keyword only) picks the random stream of the masks:
+      * None (default), the book's stream: ``np.random.rand(*x.shape) >
+        dropout_ratio`` on NumPy's global generator, the same call as the book
+        in the same order, so ``np.random.seed(s)`` gives the book's masks and
+        leaves the global generator in the book's state.  (The draws are
+        float64; the comparison makes the bool mask, whatever x's dtype.)
+      * a ``numpy.random.Generator``, or a seed (int, SeedSequence or
+        BitGenerator, made into ``np.random.default_rng(rng)`` once, here):
+        the faster stream ``rng.random(x.shape, dtype=np.float32) >
+        dropout_ratio``, compared in float64.  Each element consumes one
+        32-bit output ``u`` of the generator (``next_uint32``; PCG64 serves
+        two per 64-bit step) and is kept when ``(u >> 8) * 2**-24 >
+        dropout_ratio``, i.e. when ``u >> 8 > floor(dropout_ratio * 2**24)``.
+    Either way one draw per element in C (row-major) order of ``x.shape``,
+    whatever x's memory layout, and none in test mode.  A Generator is
+    shared, not copied: layers given the same one draw from one stream.
+
+    Attributes: ``dropout_ratio`` (float, read at every forward), ``mask``
+    (None until a training-mode forward), ``rng`` (None or the Generator).
+    """
+
+    def __init__(self, dropout_ratio=0.5, *, rng=None):
+        self.dropout_ratio = _checks.check_unit_interval("dropout_ratio", dropout_ratio,
+                                                         include_one=False)
+        self.rng = _dropout_generator(rng)
+        self.mask = None
+
+    def _keep_mask(self, shape, ratio):
+        """The bool keep-mask for ``shape``, from the stream ``rng`` selects."""
+        if self.rng is None:
+            # rand() with no dimensions returns a Python float: one draw all the same
+            return np.asarray(np.random.rand(*shape) > ratio)
+        return self.rng.random(shape, dtype=np.float32) > np.float64(ratio)
+
+    def forward(self, x, train_flg=True):
+        x = _checks.as_numeric_array("x", x)
+        ratio = _checks.check_unit_interval("dropout_ratio", self.dropout_ratio,
+                                            include_one=False)
+        if not train_flg:
+            return x * (1.0 - ratio)
+        self.mask = self._keep_mask(x.shape, ratio)
+        with np.errstate(invalid="ignore"):      # a dropped inf is NaN, as in the book
+            return x * self.mask
+
+    def backward(self, dout):
+        _checks.check_called_training_forward(self, "mask")
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, self.mask.shape)
+        with np.errstate(invalid="ignore"):
+            return dout * self.mask
 
 
 # ---------------------------------------------------------------------------
