@@ -5,7 +5,7 @@ this file like the MNIST files in conftest.py).  Tests that need it are
 marked ``requires_book`` and skip, saying why, only when it is absent.
 
 ``book_modules("common.util", "common.layers")`` imports the book's modules
-without leaving them in ``sys.modules`` (other tests may import a modified
+(and its chapter scripts' classes) without leaving them in ``sys.modules`` (other tests may import a modified
 copy of ``common``); ``book_copy(dest)`` copies the repository for scripts
 to run on.
 """
@@ -32,21 +32,37 @@ requires_book_and_mnist = pytest.mark.skipif(
            f"(FASTBP_MNIST_FULL={MNIST_DIR!r})")
 
 
-def book_modules(*names, root=BOOK_DIR):
-    """Import the book's modules ``names`` (e.g. "common.layers") from ``root``
-    and return them, leaving ``sys.modules`` and ``sys.path`` as they were."""
-    if not os.path.isdir(root):
+def _top_level_names(directories):
+    """Module names a directory on sys.path provides: its .py files and packages."""
+    names = set()
+    for directory in directories:
+        for entry in os.listdir(directory):
+            if entry.endswith(".py"):
+                names.add(entry[:-3])
+            elif os.path.isfile(os.path.join(directory, entry, "__init__.py")):
+                names.add(entry)
+    return names
+
+
+def book_modules(*names, chapters=()):
+    """Import the book's modules ``names`` (e.g. "common.layers", or
+    "simple_convnet" with ``chapters=("ch07",)``) and return them, leaving
+    ``sys.modules`` and ``sys.path`` as they were.  None for each when the
+    book is absent."""
+    if not HAVE_BOOK:
         return (None,) * len(names)
-    top_levels = {name.split(".")[0] for name in names}
-    owned = lambda key: key.split(".")[0] in top_levels  # noqa: E731
+    directories = [BOOK_DIR] + [os.path.join(BOOK_DIR, chapter) for chapter in chapters]
+    provided = _top_level_names(directories)
+    owned = lambda key: key.split(".")[0] in provided  # noqa: E731
     saved = {key: mod for key, mod in sys.modules.items() if owned(key)}
     for key in saved:
         del sys.modules[key]
-    sys.path.insert(0, root)
+    saved_path = list(sys.path)       # the chapter scripts append os.pardir to it
+    sys.path[:0] = directories
     try:
         return tuple(importlib.import_module(name) for name in names)
     finally:
-        sys.path.remove(root)
+        sys.path[:] = saved_path
         for key in [key for key in sys.modules if owned(key)]:
             del sys.modules[key]
         sys.modules.update(saved)

@@ -2,10 +2,11 @@
 import pytest
 
 
-def assert_raises_naming(exc, needles, call, *args):
-    """``call(*args)`` raises ``exc`` whose message contains every string of ``needles``."""
+def assert_raises_naming(exc, needles, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` raises ``exc`` whose message contains every
+    string of ``needles``."""
     with pytest.raises(exc) as info:
-        call(*args)
+        call(*args, **kwargs)
     message = str(info.value)
     for needle in needles:
         assert needle in message, (needle, message)

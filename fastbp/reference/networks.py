@@ -64,6 +64,17 @@ def accuracy_labels(t, x_shape, n_classes):
     return t
 
 
+def gradient_step(net, x, t, optimizer):
+    """``net.loss_and_gradient(x, t)``, then ``optimizer.update(net.params,
+    grads)``; returns the loss.  TypeError if ``optimizer`` has no ``update``."""
+    if not callable(getattr(optimizer, "update", None)):
+        raise TypeError(f"optimizer: expected an object with an update(params, grads) "
+                        f"method, got {type(optimizer).__name__}")
+    loss, grads = net.loss_and_gradient(x, t)
+    optimizer.update(net.params, grads)
+    return loss
+
+
 class BaseNet:
     """Logic shared by the networks: a stack of Affine/activation layers
     followed by ``SoftmaxWithLoss``, with optional L2 weight decay.
@@ -209,12 +220,7 @@ class BaseNet:
         grads)``; returns the loss (float, weight decay included) of that
         forward pass, i.e. at the parameters before the update.
         """
-        if not callable(getattr(optimizer, "update", None)):
-            raise TypeError(f"optimizer: expected an object with an update(params, grads) "
-                            f"method, got {type(optimizer).__name__}")
-        loss, grads = self.loss_and_gradient(x, t)
-        optimizer.update(self.params, grads)
-        return loss
+        return gradient_step(self, x, t, optimizer)
 
     # -- persistence -------------------------------------------------------------
     def _metadata(self):
