@@ -96,14 +96,14 @@ class ConvNetBase:
     the book's parameter files.
 
     Subclasses set ``params``, ``layers``, ``last_layer``, ``dtype``,
-    ``output_size`` and ``_param_layers`` (the layer holding W{i}, b{i} at position i - 1) and
-    implement ``predict``; ``_train_flg_for_loss`` is the ``train_flg`` that
-    ``loss`` predicts with.
+    ``output_size`` and ``_param_layers`` (the layer holding W{i}, b{i} at
+    position i - 1) and implement ``predict`` (test mode by default, as
+    ``accuracy`` calls it) and ``_predict_for_loss`` (what ``loss`` calls:
+    DeepConvNet's has dropout on).
     """
 
     #: module the layer classes come from
     layers_module = _reference_layers
-    _train_flg_for_loss = False
 
     # -- forward -----------------------------------------------------------------
     def _layer_sequence(self):
@@ -125,7 +125,7 @@ class ConvNetBase:
         (N, output_size).  Returns a Python float.
         """
         _checks.check_nonempty_batch(x)
-        y = self._forward(x, self._train_flg_for_loss)
+        y = self._predict_for_loss(x)
         return float(self.last_layer.forward(y, t))
 
     def accuracy(self, x, t, batch_size=100):
@@ -142,7 +142,7 @@ class ConvNetBase:
         t = accuracy_labels(t, x.shape, self.output_size)
         correct = 0
         for start in range(0, x.shape[0], batch_size):
-            y = self._forward(x[start:start + batch_size], False)
+            y = self.predict(x[start:start + batch_size])
             correct += int(np.sum(np.argmax(y, axis=1) == t[start:start + batch_size]))
         return correct / x.shape[0]
 
@@ -292,6 +292,9 @@ class SimpleConvNet(ConvNetBase):
         """Logits (N, output_size) of images x (N, C, H, W)."""
         return self._forward(x, False)
 
+    def _predict_for_loss(self, x):
+        return self.predict(x)
+
     def numerical_gradient(self, x, t):
         """Central-difference gradient of ``loss(x, t)`` for every parameter:
         dict W1, b1, ..., each of the param's shape and dtype.  Slow: two
@@ -337,8 +340,6 @@ class DeepConvNet(ConvNetBase):
     ``predict(x, train_flg=False)``; ``loss`` predicts with train_flg=True
     (dropout on), as in the book.
     """
-
-    _train_flg_for_loss = True
 
     def __init__(self, input_dim=(1, 28, 28),
                  conv_param_1={"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
@@ -393,6 +394,9 @@ class DeepConvNet(ConvNetBase):
         """Logits (N, output_size) of images x (N, C, H, W); ``train_flg``
         switches dropout to training mode (random masks)."""
         return self._forward(x, train_flg)
+
+    def _predict_for_loss(self, x):
+        return self.predict(x, train_flg=True)
 
     def __repr__(self):
         return (f"{type(self).__name__}(input_dim={self.input_dim}, "
