@@ -1,13 +1,13 @@
 """The book's own code (``../shared/book``) as an oracle for the tests.
 
 The book's repository sits beside this one (``../shared/book``, found from
-this file like the MNIST files in conftest.py).  Tests that need it are
+this file, as conftest.py finds ``../shared/data/mnist``).  Tests that need it are
 marked ``requires_book`` and skip, saying why, only when it is absent.
 
 ``book_modules("common.util", "common.layers")`` imports the book's modules
-(and its chapter scripts' classes) without leaving them in ``sys.modules`` (other tests may import a modified
-copy of ``common``); ``book_copy(dest)`` copies the repository for scripts
-to run on.
+(and its chapter scripts' classes) without leaving them in ``sys.modules``
+(other tests may import a modified copy of ``common``); ``book_copy(dest)``
+copies the repository for scripts to run on.
 """
 import importlib
 import os
@@ -19,7 +19,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOOK_DIR = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir, "shared", "book"))
 HAVE_BOOK = os.path.isfile(os.path.join(BOOK_DIR, "common", "layers.py"))
-MNIST_DIR = os.environ.get("FASTBP_MNIST_FULL", "")   # conftest.py points it at ../shared
+# the full MNIST files, gzipped as the book's dataset/mnist.py reads them:
+# $FASTBP_MNIST_FULL, else beside the repository like the book (../shared/data/mnist)
+MNIST_DIR = os.environ.get("FASTBP_MNIST_FULL") or os.path.normpath(
+    os.path.join(HERE, os.pardir, os.pardir, "shared", "data", "mnist"))
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 HAVE_MNIST = all(os.path.isfile(os.path.join(MNIST_DIR, f)) for f in MNIST_FILES)
@@ -28,8 +31,8 @@ requires_book = pytest.mark.skipif(not HAVE_BOOK,
                                    reason=f"the book's code is not at {BOOK_DIR}")
 requires_book_and_mnist = pytest.mark.skipif(
     not (HAVE_BOOK and HAVE_MNIST),
-    reason=f"needs the book's code at {BOOK_DIR} and the four MNIST files "
-           f"(FASTBP_MNIST_FULL={MNIST_DIR!r})")
+    reason=f"needs the book's code at {BOOK_DIR} and the four gzipped MNIST files "
+           f"in {MNIST_DIR} (or $FASTBP_MNIST_FULL)")
 
 
 def _top_level_names(directories):
