@@ -11,9 +11,12 @@ from ._backend import COMPILED, get_num_threads, set_num_threads
 from ._config import show_config
 
 __all__ = ["COMPILED", "show_config", "set_num_threads", "get_num_threads",
-           "TwoLayerNet", "MultiLayerNet", "Trainer", "__version__"]
+           "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet",
+           "DeepConvNet", "Trainer", "__version__"]
 
-_LAZY = {"TwoLayerNet": "networks", "MultiLayerNet": "networks", "Trainer": "trainer"}
+_LAZY = {"TwoLayerNet": "networks", "MultiLayerNet": "networks",
+         "MultiLayerNetExtend": "networks", "SimpleConvNet": "networks",
+         "DeepConvNet": "networks", "Trainer": "trainer"}
 
 
 def __getattr__(name):

@@ -89,7 +89,8 @@ def affine_input_2d(x, W):
 def softmax_inputs(x, t, first_label_out_of_range=None):
     """Check logits and labels of SoftmaxWithLoss.
 
-    Returns ``(x2d, t_checked, one_hot)``: x as (N, C); t as int64 indices (N,)
+    Returns ``(x2d, t_checked, one_hot)``: x as (N, C); t (integer labels (N,)
+    or (N, 1), or one-hot (N, C)) as int64 indices (N,)
     in [0, C) when ``one_hot`` is False (C-contiguous when
     ``first_label_out_of_range`` is given), or as an (N, C) array when True.
     ``t_checked`` is always a copy: a layer keeps it for ``backward``, and a
@@ -113,6 +114,7 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
                          f"{x.shape} (the mean loss over no samples is undefined)")
     if c == 0:
         raise ValueError(f"x: expected at least one class, got shape {x.shape}")
+    t = column_labels_as_vector(t, c)
     if t.ndim == 2 and t.shape == (n, c):
         return x, np.array(t, order="C"), True
     if t.ndim != 1:
@@ -134,6 +136,16 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
         labels = t.astype(np.int64)
         check_labels_in_range(t, c)
     return x, labels, False
+
+
+def column_labels_as_vector(t, n_classes):
+    """Integer labels of shape (N, 1) as a (N,) view when there are at least
+    two classes (the book's ``ch07/gradient_check.py`` passes ``[[1]]``); with
+    one class an (N, 1) array is one-hot.  Anything else comes back unchanged
+    for the caller's own shape checks (float (N, 1) labels stay refused)."""
+    if t.ndim == 2 and t.shape[1] == 1 and n_classes > 1 and t.dtype.kind in "iu":
+        return t.reshape(t.shape[0])
+    return t
 
 
 def check_nonempty_batch(x):

@@ -13,10 +13,11 @@ import numpy as np
 from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype, like_layout
 from .reference import layers as _reference
-from .reference.layers import AddLayer, BatchNormalization, Dropout, MulLayer
+from .reference.layers import (AddLayer, BatchNormalization, Convolution, Dropout, MulLayer,
+                               Pooling)
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "Dropout", "BatchNormalization"]
+           "Dropout", "BatchNormalization", "Convolution", "Pooling"]
 
 
 class Relu(_reference.Relu):

@@ -17,17 +17,22 @@ float64 net; float64 images into a float32 net compute in float32, where
 ``gradient()`` would follow NumPy's result dtype).
 ``accuracy()`` predicts in blocks of 512 rows, so evaluating a whole
 training set never makes a cast copy of it or N-row activations.
+
+``SimpleConvNet`` and ``DeepConvNet`` (chapters 7-8) are the reference
+convnets (``fastbp.reference.convnets``) built on ``fastbp.layers``; their
+``train_step`` is the reference one (gradients, then the optimizer) for now.
 """
 import numpy as np
 
 from . import _backend, _checks
 from . import layers as _layers
 from . import optimizers as _optimizers
+from .reference import convnets as _reference_convnets
 from .reference import multi_layer_net_extend as _reference_extend
 from .reference import networks as _reference
 from .reference import optimizers as _reference_optimizers
 
-__all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
+__all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet"]
 
 
 class _Workspace:
@@ -167,4 +172,17 @@ class MultiLayerNet(_FastTrainStep, _reference.MultiLayerNet):
 class MultiLayerNetExtend(_reference_extend.MultiLayerNetExtend):
     # fastbp.layers, no fused train_step yet: gradient() + optimizer.update
     __doc__ = _reference_extend.MultiLayerNetExtend.__doc__
+    layers_module = _layers
+
+
+# ---------------------------------------------------------------------------
+# Chapters 7-8: the convolutional networks on fastbp.layers (no fused step yet)
+# ---------------------------------------------------------------------------
+class SimpleConvNet(_reference_convnets.SimpleConvNet):
+    __doc__ = _reference_convnets.SimpleConvNet.__doc__
+    layers_module = _layers
+
+
+class DeepConvNet(_reference_convnets.DeepConvNet):
+    __doc__ = _reference_convnets.DeepConvNet.__doc__
     layers_module = _layers

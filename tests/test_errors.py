@@ -352,7 +352,8 @@ def _softmax_loss_backward_dout_too_long(m):
 
 
 SOFTMAX_LOSS_CASES = [
-    _swl_case("labels of shape (N, 1)", ValueError, lambda: np.array([[0], [1], [2], [0]]),
+    _swl_case("float labels of shape (N, 1)", ValueError,
+              lambda: np.array([[0.], [1.], [2.], [0.]]),
               "t:", "(4,)", "(4, 3)", "got shape (4, 1)"),
     _swl_case("labels of shape (1, N)", ValueError, lambda: np.array([[0, 1, 2, 0]]),
               "t:", "(4,)", "got shape (1, 4)"),
@@ -469,7 +470,8 @@ FUNCTION_CASES = [
                _softmax_with_zero_classes,
                note="BUG: NumPy's 'zero-size array to reduction operation maximum' error, "
                     "no argument named (SoftmaxWithLoss says 'x: expected at least one class')"),
-    _sce_case("labels (N, 1)", ValueError, lambda: np.array([[0], [1], [2], [0]]),
+    _sce_case("float labels (N, 1)", ValueError,
+              lambda: np.array([[0.], [1.], [2.], [0.]]),
               "t:", "got shape (4, 1)"),
     _sce_case("label count != N", ValueError, lambda: np.array([0, 1, 2]),
               "t:", "expected 4 labels", "got 3"),
@@ -728,7 +730,7 @@ NETWORK_CASES = [
     *_net_case("a label < 0", ValueError, lambda x, t: (x, np.where(t == 2, -1, t)),
               "t:", "[0, 2]", "got -1"),
     *_net_case("float labels", TypeError, lambda x, t: (x, t.astype(float)), "t:", "float64"),
-    *_net_case("labels (N, 1)", ValueError, lambda x, t: (x, t[:, None]),
+    *_net_case("float labels (N, 1)", ValueError, lambda x, t: (x, t[:, None].astype(float)),
               "t:", "got shape (6, 1)"),
     *_net_case("one-hot labels with C+1 columns", ValueError, lambda x, t: (x, np.eye(4)[t]),
               "t:", "(6, 3)", "got shape (6, 4)"),

@@ -87,7 +87,7 @@ def test_train_step_bad_labels_raise_and_change_nothing():
     for bad, exc in [(np.array([0, 1, 4] + [0] * 17), ValueError),
                      (np.array([-1] + [0] * 19), ValueError),
                      (t[:19], ValueError),
-                     (t[:20].reshape(20, 1), ValueError),
+                     (t[:20].reshape(20, 1).astype(float), ValueError),
                      (t[:20].astype(float), TypeError)]:
         with pytest.raises(exc, match="t:"):
             net.train_step(x[:20], bad, fast_opt.SGD())

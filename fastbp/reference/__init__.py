@@ -8,3 +8,5 @@ from .functions import (sigmoid, sigmoid_grad, relu, relu_grad, softmax,
                         cross_entropy_error, softmax_cross_entropy)
 from .gradient import numerical_gradient
 from .layers import AddLayer, MulLayer, Relu, ReLU, Sigmoid, Affine, SoftmaxWithLoss
+from .layers import BatchNormalization, Convolution, Dropout, Pooling
+from .util import im2col, col2im

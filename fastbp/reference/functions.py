@@ -84,9 +84,9 @@ def labels_to_indices(t, n_classes):
 def cross_entropy_error(y, t):
     """The book's cross-entropy of probabilities ``y`` against labels ``t``.
 
-    y: (C,) or (N, C) probabilities; t: integer labels (N,) or one-hot (N, C).
-    Returns the mean over the batch of -log(y[t] + 1e-7), exactly as the
-    book defines it (use ``softmax_cross_entropy`` on logits for a loss that
+    y: (C,) or (N, C) probabilities; t: integer labels (N,) or (N, 1), or
+    one-hot (N, C).  Returns the mean over the batch of -log(y[t] + 1e-7), as
+    the book defines it (use ``softmax_cross_entropy`` on logits for a loss that
     stays exact for confident predictions).
     """
     y = _as_float_array(y, "y")
@@ -94,6 +94,7 @@ def cross_entropy_error(y, t):
     if y.ndim == 1:      # one sample: a one-hot (C,) or a single label
         t = t.reshape(1, t.size) if t.size == y.size else t.reshape(-1)
         y = y.reshape(1, y.size)
+    t = _checks.column_labels_as_vector(t, y.shape[1])
     if t.size == y.size and t.ndim == 2:
         t = t.argmax(axis=1)
     if t.dtype.kind not in "iu" or t.shape != (y.shape[0],):
@@ -107,8 +108,8 @@ def cross_entropy_error(y, t):
 def softmax_cross_entropy(x, t):
     """Probabilities and per-sample loss from logits, via log-sum-exp.
 
-    x: (N, C) logits; t: integer labels (N,) or one-hot/soft targets (N, C).
-    Returns ``(y, loss)`` with y = softmax(x) (N, C) and loss (N,) =
+    x: (N, C) logits; t: integer labels (N,) or (N, 1), or one-hot/soft
+    targets (N, C).  Returns ``(y, loss)`` with y = softmax(x) (N, C) and loss (N,) =
     logsumexp(x) - x[t] (or sum_j t_j * (logsumexp(x) - x_j) for one-hot).
     Terms whose target weight is 0 are skipped, so a -inf logit on a
     non-target class costs nothing instead of producing NaN.

@@ -1,7 +1,8 @@
 """The book's layers in plain NumPy: the oracle for fastbp.layers.
 
-Chapter 5 (``MulLayer`` ... ``SoftmaxWithLoss``) and chapter 6 (``Dropout``,
-``BatchNormalization``), each in its own section below.  Same names,
+Chapter 5 (``MulLayer`` ... ``SoftmaxWithLoss``), chapter 6 (``Dropout``,
+``BatchNormalization``) and chapter 7 (``Convolution``, ``Pooling``), each in
+its own section below.  Same names,
 signatures and attributes as the book (``common/layers.py``), with the
 deliberate differences listed in README:
   1. ``backward`` never writes into the caller's ``dout``;
@@ -14,10 +15,12 @@ import numbers
 import numpy as np
 
 from .. import _checks
+from .. import _conv_checks as _conv
+from . import util as _util
 from .functions import sigmoid, softmax_cross_entropy
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "Dropout", "BatchNormalization"]
+           "Dropout", "BatchNormalization", "Convolution", "Pooling"]
 
 
 class MulLayer:
@@ -141,7 +144,7 @@ class SoftmaxWithLoss:
     """Softmax followed by the mean cross-entropy loss.
 
     ``forward(x, t)``: logits x (N, C) or (C,), labels t as integers (N,) or
-    one-hot (N, C); stores ``y`` (probabilities, x's shape), ``t`` and ``loss``
+    (N, 1), or one-hot (N, C); stores ``y`` (probabilities, x's shape), ``t`` and ``loss``
     and returns the mean loss as a Python float.
     ``backward(dout=1)``: dout * (y - onehot(t)) / N, in x's shape.
     """
@@ -379,3 +382,149 @@ class BatchNormalization:
         self.dgamma = dgamma
         self.dbeta = dbeta
         return dx.reshape(self._train_shape)
+
+
+# ---------------------------------------------------------------------------
+# Chapter 7: convolution and pooling over im2col/col2im
+# ---------------------------------------------------------------------------
+class Convolution:
+    """2-D convolution (cross-correlation, as in the book) of a batch with filters.
+
+    ``W`` (FN, C, FH, FW) and ``b`` (FN,) or a scalar (the book's
+    ``ch07/apply_filter.py`` passes 0) are held by reference and read at
+    every ``forward``, so in-place updates of the caller's arrays take effect.
+    ``stride`` (positive int) and ``pad`` (non-negative int, zeros on all
+    four sides) are read at every ``forward`` too.
+
+    ``forward(x)``: x (N, C, H, W) -> out (N, FN, OH, OW), C-contiguous,
+    OH = (H + 2*pad - FH) // stride + 1 (likewise OW); out = im2col(x) @
+    W.reshape(FN, -1).T + b.  Keeps ``x``, ``col`` (N*OH*OW, C*FH*FW: im2col
+    of x, in x's floating dtype) and ``col_W`` (C*FH*FW, FN: W.reshape(FN, -1).T,
+    a view of W when W is C-contiguous).
+    ``backward(dout)``: dout (N, FN, OH, OW) -> dx (N, C, H, W) through
+    col2im; sets ``dW`` (FN, C, FH, FW) and ``db`` (FN,).  It uses the
+    ``col``/``col_W`` and the geometry (shapes, stride, pad) of the last
+    ``forward``.
+
+    Dtypes follow NumPy's result type of x's floating dtype (integers count
+    as float64), W and b: float32 x, W and b give float32 everywhere.
+    """
+
+    def __init__(self, W, b, stride=1, pad=0):
+        _conv.conv_filters(W, b)
+        self.W = W
+        self.b = b
+        self.stride = _conv.positive_int("stride", stride)
+        self.pad = _conv.non_negative_int("pad", pad)
+        self.x = None
+        self.col = None
+        self.col_W = None
+        self.dW = None
+        self.db = None
+        self._geometry = None   # (x.shape, W.shape, stride, pad, out_h, out_w) of forward
+
+    def forward(self, x):
+        W, b = _conv.conv_filters(self.W, self.b)
+        stride = _conv.positive_int("stride", self.stride)
+        pad = _conv.non_negative_int("pad", self.pad)
+        x, out_h, out_w = _conv.conv_input(x, W, stride, pad)
+        n = x.shape[0]
+        n_filters, _, filter_h, filter_w = W.shape
+        col = _util._im2col(x, filter_h, filter_w, stride, pad, out_h, out_w,
+                            pad_value=0, dtype=_util.float_dtype(x))
+        col_W = W.reshape(n_filters, -1).T
+        out = np.matmul(col, col_W) + b
+        out = np.ascontiguousarray(out.reshape(n, out_h, out_w, n_filters).transpose(0, 3, 1, 2))
+        self.x = x
+        self.col = col
+        self.col_W = col_W
+        self._geometry = (x.shape, W.shape, stride, pad, out_h, out_w)
+        return out
+
+    def backward(self, dout):
+        _checks.check_called_forward(self, "x")
+        x_shape, w_shape, stride, pad, out_h, out_w = self._geometry
+        n_filters, _, filter_h, filter_w = w_shape
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, (x_shape[0], n_filters, out_h, out_w))
+        dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)    # rows (n, oy, ox)
+        db = np.sum(dout2d, axis=0)
+        dW = np.matmul(self.col.T, dout2d).T.reshape(w_shape)
+        dcol = np.matmul(dout2d, self.col_W.T)
+        dx = _util._col2im(dcol, x_shape, filter_h, filter_w, stride, pad, out_h, out_w)
+        self.dW = dW
+        self.db = db
+        return dx
+
+
+class Pooling:
+    """Max pooling over pool_h x pool_w windows at ``stride``.
+
+    ``forward(x)``: x (N, C, H, W) -> out (N, C, OH, OW), C-contiguous,
+    OH = (H + 2*pad - pool_h) // stride + 1 (likewise OW), in x's floating
+    dtype (integers give float64).  Each output is the first maximal element
+    of its window (NumPy's argmax: ties go to the first position in (ky, kx)
+    order, a NaN wins over everything and propagates).  Keeps ``x`` and
+    ``arg_max``: int array (N*OH*OW*C,) in (n, oy, ox, c) order, the position
+    ky*pool_w + kx of the chosen element in its window, as in the book.
+    ``backward(dout)``: dout (N, C, OH, OW) -> dx (N, C, H, W) in dout's
+    floating dtype: each dout goes to its window's chosen element, and
+    elements chosen by several overlapping windows add up (in col2im's order).
+
+    ``pad`` (0 <= pad < min(pool_h, pool_w)) widens the input by pad positions
+    on every side that never win: a window takes the maximum of the input
+    elements it covers (the book sizes the output without pad and zero-pads,
+    so it fails or clips negative maxima to 0).  The parameters are read at
+    every ``forward``; ``backward`` uses those of the last ``forward``.
+    """
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h = _conv.positive_int("pool_h", pool_h)
+        self.pool_w = _conv.positive_int("pool_w", pool_w)
+        self.stride = _conv.positive_int("stride", stride)
+        self.pad = _conv.pooling_pad(pad, self.pool_h, self.pool_w)
+        self.x = None
+        self.arg_max = None
+        self._geometry = None   # (x.shape, pool_h, pool_w, stride, pad, out_h, out_w) of forward
+
+    def forward(self, x):
+        pool_h = _conv.positive_int("pool_h", self.pool_h)
+        pool_w = _conv.positive_int("pool_w", self.pool_w)
+        stride = _conv.positive_int("stride", self.stride)
+        pad = _conv.pooling_pad(self.pad, pool_h, pool_w)
+        x = _conv.batch_4d("x", x)
+        out_h, out_w = _conv.output_shape("x", x.shape, pool_h, pool_w, stride, pad,
+                                          f"the {pool_h} x {pool_w} pooling window")
+        n, c = x.shape[:2]
+        window = pool_h * pool_w
+        # one row per window, in (n, oy, ox, c) order; padding is -inf, which never wins
+        col = _util._im2col(x, pool_h, pool_w, stride, pad, out_h, out_w,
+                            pad_value=-np.inf, dtype=_util.float_dtype(x)).reshape(-1, window)
+        arg_max = np.argmax(col, axis=1)
+        if pad:
+            # a window whose input elements are all -inf ties with the padding:
+            # take its first input element instead
+            real = _util._im2col(np.ones((1, 1) + x.shape[2:], bool), pool_h, pool_w, stride,
+                                 pad, out_h, out_w, pad_value=False, dtype=bool)
+            real = np.broadcast_to(real.reshape(1, out_h * out_w, 1, window),
+                                   (n, out_h * out_w, c, window)).reshape(-1, window)
+            on_padding = ~real[np.arange(arg_max.size), arg_max]
+            arg_max[on_padding] = np.argmax(real[on_padding], axis=1)
+        out = col[np.arange(arg_max.size), arg_max]
+        out = np.ascontiguousarray(out.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2))
+        self.x = x
+        self.arg_max = arg_max
+        self._geometry = (x.shape, pool_h, pool_w, stride, pad, out_h, out_w)
+        return out
+
+    def backward(self, dout):
+        _checks.check_called_forward(self, "x")
+        x_shape, pool_h, pool_w, stride, pad, out_h, out_w = self._geometry
+        n, c = x_shape[:2]
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, (n, c, out_h, out_w))
+        window = pool_h * pool_w
+        dmax = np.zeros((n * out_h * out_w * c, window), dtype=_util.float_dtype(dout))
+        dmax[np.arange(dmax.shape[0]), self.arg_max] = dout.transpose(0, 2, 3, 1).reshape(-1)
+        dcol = dmax.reshape(n * out_h * out_w, c * window)
+        return _util._col2im(dcol, x_shape, pool_h, pool_w, stride, pad, out_h, out_w)

@@ -50,6 +50,31 @@ def _check_positive_int(name, value):
     return int(value)
 
 
+def accuracy_labels(t, x_shape, n_classes):
+    """The labels of ``accuracy(x, t)`` as a vector (N,) to compare with the
+    predicted classes: labels (N,) as they are, integer labels (N, 1) as (N,),
+    one-hot (N, n_classes) through argmax.  ValueError for anything else."""
+    t = _checks.column_labels_as_vector(_checks.as_numeric_array("t", t), n_classes)
+    if t.ndim == 2 and t.shape[1] == n_classes:
+        t = np.argmax(t, axis=1)
+    if t.shape != x_shape[:1]:
+        raise ValueError(f"t: expected {x_shape[0]} labels (N,) or one-hot labels "
+                         f"({x_shape[0]}, {n_classes}) to match x of shape {x_shape}, "
+                         f"got shape {t.shape}")
+    return t
+
+
+def gradient_step(net, x, t, optimizer):
+    """``net.loss_and_gradient(x, t)``, then ``optimizer.update(net.params,
+    grads)``; returns the loss.  TypeError if ``optimizer`` has no ``update``."""
+    if not callable(getattr(optimizer, "update", None)):
+        raise TypeError(f"optimizer: expected an object with an update(params, grads) "
+                        f"method, got {type(optimizer).__name__}")
+    loss, grads = net.loss_and_gradient(x, t)
+    optimizer.update(net.params, grads)
+    return loss
+
+
 class BaseNet:
     """Logic shared by the networks: a stack of Affine/activation layers
     followed by ``SoftmaxWithLoss``, with optional L2 weight decay.
@@ -143,18 +168,14 @@ class BaseNet:
     def accuracy(self, x, t):
         """Fraction (float) of samples whose argmax logit equals the label.
 
-        x: (N, input_size) or (N, d1, d2, ...); t: labels (N,) or one-hot (N, C).
+        x: (N, input_size) or (N, d1, d2, ...); t: labels (N,) or (N, 1), or
+        one-hot (N, C).
         """
         x = _checks.as_numeric_array("x", x)
-        t = _checks.as_numeric_array("t", t)
         if x.ndim < 1 or x.shape[0] == 0:
             raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
+        t = accuracy_labels(t, x.shape, self._sizes[-1])
         y = self._predicted_classes(x)
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-        if t.shape != y.shape:
-            raise ValueError(f"t: expected {y.shape[0]} labels to match x of shape "
-                             f"{x.shape}, got {t.shape[0]}")
         return float(np.sum(y == t)) / float(x.shape[0])
 
     def _predicted_classes(self, x):
@@ -212,12 +233,7 @@ class BaseNet:
         grads)``; returns the loss (float, weight decay included) of that
         forward pass, i.e. at the parameters before the update.
         """
-        if not callable(getattr(optimizer, "update", None)):
-            raise TypeError(f"optimizer: expected an object with an update(params, grads) "
-                            f"method, got {type(optimizer).__name__}")
-        loss, grads = self.loss_and_gradient(x, t)
-        optimizer.update(self.params, grads)
-        return loss
+        return gradient_step(self, x, t, optimizer)
 
     # -- persistence -------------------------------------------------------------
     def _metadata(self):
