@@ -363,10 +363,13 @@ def _limit_threads_to_one():
     _backend.set_num_threads(1)
 
 
-def _trial_task(index, config, split):
-    """What a worker runs: one thread, then the trial."""
+def _trial_task(index, config, x_train, t_train, x_val, t_val):
+    """What a worker runs: one thread, then the trial.  The arrays come as
+    separate arguments: joblib memory-maps large ones for local processes and
+    its dask backend scatters them to the cluster once per search, where a
+    tuple of them would travel with every trial."""
     _limit_threads_to_one()
-    return run_trial(index, config, *split)
+    return run_trial(index, config, x_train, t_train, x_val, t_val)
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +421,8 @@ def _is_client(obj):
 def _engine_name(scheduler, n_jobs):
     import joblib
     if scheduler is not None:
-        return f"dask at {scheduler.scheduler.address}"
+        threads = sum(scheduler.ncores().values())
+        return f"dask at {scheduler.scheduler.address}, {threads} worker threads"
     workers = joblib.effective_n_jobs(n_jobs)
     return "serial" if workers == 1 else f"joblib, {workers} workers"
 
@@ -513,7 +517,7 @@ def random_search(n_trials=100, *, lr_range=DEFAULT_LR_RANGE,
             # batch_size=1: a trial is long enough; finer progress and balance
             parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1,
                                        return_as="generator_unordered")
-            for trial in parallel(joblib.delayed(_trial_task)(i, config, split)
+            for trial in parallel(joblib.delayed(_trial_task)(i, config, *split)
                                   for i in range(n_trials)):
                 trials.append(trial)
                 best = max(tr.val_acc for tr in trials)

@@ -101,8 +101,24 @@ def test_trials_are_the_same_on_two_joblib_workers(serial_result):
 
 def test_trials_are_the_same_on_a_dask_cluster(serial_result, dask_client):
     result = random_search(5, seed=3, scheduler=dask_client, **TINY)
-    assert result.engine == f"dask at {dask_client.scheduler.address}"
+    assert result.engine == f"dask at {dask_client.scheduler.address}, 2 worker threads"
     assert result.trials == serial_result.trials
+
+
+def test_dask_gets_the_training_images_once_per_search(dask_client, monkeypatch):
+    scattered = []
+    original = dask_client.scatter
+
+    def recording(data, *args, **kwargs):
+        scattered.append(data)
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "scatter", recording)
+    result = random_search(4, seed=3, scheduler=dask_client, **TINY)
+    assert len(result) == 4
+    # joblib's dask backend scatters each large array once, not once per trial
+    shapes = sorted(a.shape for a in scattered if isinstance(a, np.ndarray))
+    assert shapes == [(40, 784), (160, 784)]
 
 
 def test_dask_scheduler_address_and_joblib_dask_backend(serial_result, dask_client):
@@ -156,7 +172,7 @@ def test_trials_run_single_threaded_and_the_limits_come_back(monkeypatch):
 def _threads_after_a_trial(index, config, split):
     """Run in a worker: a trial as random_search runs it, then the limits."""
     from threadpoolctl import threadpool_info
-    tune._trial_task(index, config, split)
+    tune._trial_task(index, config, *split)
     return [lib["num_threads"] for lib in threadpool_info()], fastbp.get_num_threads()
 
 
