@@ -162,7 +162,7 @@ def build_parser():
     bench.add_arguments(p)
     p.set_defaults(handler=cmd_bench, command_parser=p)
 
-    _add_tune_parser(sub)
+    _tune_parser(sub)
     return parser
 
 
@@ -379,9 +379,9 @@ def cmd_bench(parser, args):
 # tune (the logic is fastbp.tune)
 # ---------------------------------------------------------------------------
 
-def _add_tune_parser(sub):
+def _tune_parser(subparsers):
     from . import tune
-    p = sub.add_parser(
+    p = subparsers.add_parser(
         "tune", help="random search over lr and weight decay (the book's ch. 6)",
         description="The book's ch06/hyperparameter_optimization.py: train MultiLayerNet "
                     "(six hidden layers of 100, SGD, batch 100) once per trial on the "
