@@ -6,6 +6,8 @@ Subcommands:
   gradcheck  the book's gradient check: backprop against numerical gradients
   info       fastbp.show_config(): compiled core, BLAS, OpenMP, SIMD, threads
   bench      the benchmark of fastbp.bench (book / reference vs fastbp)
+  tune       random search over lr and weight decay (the book's ch. 6), in
+             parallel on local processes or a Dask cluster (fastbp.tune)
 
 ``main(argv=None)`` parses ``argv`` (default: sys.argv[1:]) and returns the
 exit code: 0 success, 1 runtime failure (failed gradient check, unreadable
@@ -353,11 +355,165 @@ def cmd_bench(parser, args):
 
 
 # ---------------------------------------------------------------------------
+# tune (the logic is fastbp.tune)
+# ---------------------------------------------------------------------------
+
+def _tune_parser(subparsers):
+    from . import tune
+    p = subparsers.add_parser(
+        "tune", help="random search over lr and weight decay (the book's ch. 6)",
+        description="The book's ch06/hyperparameter_optimization.py: train MultiLayerNet "
+                    "(six hidden layers of 100, SGD, batch 100) once per trial on the "
+                    f"first {tune.DEFAULT_SAMPLES} training images, "
+                    f"{tune.DEFAULT_VALIDATION_RATE:.0%} of them (shuffled) held out for "
+                    "validation, with lr and weight decay drawn log-uniformly; print the "
+                    "trials sorted by final validation accuracy. Trials run in parallel "
+                    "on local processes (joblib) or on a Dask cluster (--scheduler), one "
+                    "thread each; trial i's draws, weights and batches come from "
+                    "SeedSequence(seed, spawn_key=(i,)), so results don't depend on the "
+                    "workers. The last line is 'N trials in T s: R trials/min (ENGINE)'.")
+    p.add_argument("--trials", type=positive_int, default=100,
+                   help="number of trials  [100, as the book]")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="local worker processes  [every core]")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the trials on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786; needs pip install 'fastbp[dask]'; start its "
+                        "workers with --nthreads 1)")
+    p.add_argument("--epochs", type=positive_int, default=tune.DEFAULT_EPOCHS,
+                   help=f"epochs per trial  [{tune.DEFAULT_EPOCHS}]")
+    _add_data_options(p)
+    p.add_argument("--samples", type=positive_int, default=tune.DEFAULT_SAMPLES, metavar="N",
+                   help=f"training images used, validation included  "
+                        f"[{tune.DEFAULT_SAMPLES}]")
+    p.add_argument("--validation-rate", type=positive_float,
+                   default=tune.DEFAULT_VALIDATION_RATE, metavar="RATE",
+                   help=f"fraction of them held out, in (0, 1)  "
+                        f"[{tune.DEFAULT_VALIDATION_RATE}]")
+    low, high = tune.DEFAULT_LR_RANGE
+    p.add_argument("--lr-range", type=positive_float, nargs=2, default=(low, high),
+                   metavar=("LOW", "HIGH"), help=f"learning rates, log scale  [{low:g} {high:g}]")
+    low, high = tune.DEFAULT_WEIGHT_DECAY_RANGE
+    p.add_argument("--weight-decay-range", type=positive_float, nargs=2, default=(low, high),
+                   metavar=("LOW", "HIGH"),
+                   help=f"weight decay lambdas, log scale  [{low:g} {high:g}]")
+    p.add_argument("--hidden", type=hidden_sizes, default=list(tune.DEFAULT_HIDDEN),
+                   metavar="N[,N...]", help="hidden layer widths  [100,100,100,100,100,100]")
+    p.add_argument("--batch-size", type=positive_int, default=tune.DEFAULT_BATCH,
+                   help=f"[{tune.DEFAULT_BATCH}]")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
+                   help="trained with the drawn lr  [sgd]")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="[float64]")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="master seed of the split and of every trial  [0]")
+    p.add_argument("--top", type=positive_int, default=None, metavar="N",
+                   help="print only the N best trials  [all]")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="plot the validation/training accuracy curves of the "
+                        f"{tune.DEFAULT_PLOT_TRIALS} best trials, as the book (needs "
+                        "matplotlib)")
+    p.add_argument("--save", metavar="RESULTS.json", default=None,
+                   help="write the settings and every trial (with its curves) as JSON")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no header, no progress bar")
+    p.set_defaults(handler=cmd_tune, command_parser=p)
+
+
+def cmd_tune(parser, args):
+    import numpy as np
+
+    from . import tune
+
+    _check_data_args(parser, args)
+    for option, (low, high) in (("--lr-range", args.lr_range),
+                                ("--weight-decay-range", args.weight_decay_range)):
+        if low > high:
+            raise CommandError(f"{option}: expected LOW <= HIGH, got {low:g} {high:g}", code=2)
+    if not args.validation_rate < 1:
+        raise CommandError(f"--validation-rate: expected a fraction in (0, 1), got "
+                           f"{args.validation_rate:g}", code=2)
+    if args.scheduler is not None and args.jobs is not None:
+        raise CommandError("--jobs is for local workers: with --scheduler the Dask "
+                           "cluster's workers run the trials", code=2)
+    if args.plot is not None:
+        try:
+            tune.check_plot_format(args.plot)
+        except ImportError:
+            raise CommandError(PLOT_HINT, code=2) from None
+        except ValueError as exc:
+            raise CommandError(f"--plot {exc}", code=2) from None
+        _check_output_path("--plot", args.plot)
+    if args.save is not None:
+        _check_output_path("--save", args.save)
+
+    client = None
+    if args.scheduler is not None:
+        try:
+            client = tune.connect_scheduler(args.scheduler)
+        except ImportError as exc:
+            raise CommandError(f"--scheduler: {exc}", code=2) from None
+        except (ValueError, OSError) as exc:
+            raise CommandError(f"--scheduler {args.scheduler}: {exc}", code=2) from None
+    try:
+        ((x_train, t_train), _), data_what = _load_data(args)
+        if not args.quiet:
+            n_in = int(np.prod(x_train.shape[1:]))
+            sizes = "-".join(str(n) for n in [n_in, *args.hidden, 10])
+            print(f"MultiLayerNet {sizes} (relu), {args.optimizer}, batch {args.batch_size}, "
+                  f"{args.epochs} epochs, {args.dtype}")
+            print(f"data: {data_what}, the first {args.samples} training images, "
+                  f"{args.validation_rate:.0%} for validation (shuffled, seed {args.seed})")
+            print(f"search: {args.trials} trials, lr in [{args.lr_range[0]:g}, "
+                  f"{args.lr_range[1]:g}], weight decay in [{args.weight_decay_range[0]:g}, "
+                  f"{args.weight_decay_range[1]:g}], log-uniform", flush=True)
+        if client is None:
+            import joblib
+            jobs = args.jobs if args.jobs is not None else joblib.cpu_count()
+        else:
+            jobs = None
+        try:
+            result = tune.random_search(
+                args.trials, lr_range=args.lr_range, weight_decay_range=args.weight_decay_range,
+                epochs=args.epochs, hidden_size_list=args.hidden, batch_size=args.batch_size,
+                optimizer=args.optimizer, dtype=args.dtype, data=(x_train, t_train),
+                n_samples=args.samples, validation_rate=args.validation_rate, n_jobs=jobs,
+                scheduler=client, seed=args.seed, progress=not args.quiet)
+        except ValueError as exc:
+            raise CommandError(str(exc), code=2) from None
+    finally:
+        if client is not None:
+            client.close()
+
+    print(result.table(top=args.top))
+    if args.plot is not None:
+        try:
+            result.plot(args.plot)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--plot {args.plot}: {exc}") from None
+        if not args.quiet:
+            print(f"saved curves to {args.plot}")
+    if args.save is not None:
+        try:
+            result.save_json(args.save)
+        except OSError as exc:
+            raise CommandError(f"--save {args.save}: {exc}") from None
+        if not args.quiet:
+            print(f"saved results to {args.save}")
+    best = result.best
+    print(f"best: trial {best.index}, val acc {best.val_acc:.4f}, lr {best.lr:.3g}, "
+          f"weight decay {best.weight_decay:.3g}")
+    print(f"{len(result)} trials in {result.elapsed:.1f} s: {result.trials_per_minute:.1f} "
+          f"trials/min ({result.engine})")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------
 
 #: the subcommands, in --help order: each adds its parser (handler=cmd_<name>)
-SUBCOMMANDS = (_train_parser, _gradcheck_parser, _info_parser, _bench_parser)
+SUBCOMMANDS = (_train_parser, _gradcheck_parser, _info_parser, _bench_parser, _tune_parser)
 
 
 def build_parser():

@@ -5,10 +5,11 @@ row is there, every median is a positive number and the ratios are the
 quotients of the medians they claim to be.
 """
 import contextlib
+import functools
 import io
 import json
 import math
-import time
+import timeit
 
 import numpy as np
 import pytest
@@ -134,16 +135,21 @@ def test_threads_option_is_applied_and_restored(monkeypatch):
     assert fastbp.get_num_threads() == before
 
 
-def test_time_per_call_measures_the_call():
+def test_time_per_call_measures_the_call(monkeypatch):
+    # A fake clock that each call advances by exactly 1 ms: the calibration and
+    # the median are deterministic whatever the machine's speed or load.
+    clock = [0.0]
     calls = []
 
     def work():
         calls.append(1)
-        time.sleep(0.001)
+        clock[0] += 0.001
 
+    real_timer = timeit.Timer
+    monkeypatch.setattr(timeit, "Timer", functools.partial(real_timer, timer=lambda: clock[0]))
     median, number = bench.time_per_call(work, repeat=3, min_time=0.004)
-    assert 0.001 <= median < 0.05
-    assert number >= 2                          # one 1 ms call is below min_time
+    assert median == pytest.approx(0.001)
+    assert number >= 4                          # a repeat lasts >= min_time: four 1 ms calls
     assert len(calls) >= 1 + 3 * number         # warm-up + 3 repeats (+ calibration)
 
 
