@@ -1,16 +1,18 @@
 """Elementwise kernels: ReLU, sigmoid, fused softmax + cross-entropy.
 
-Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows,
-with outputs allocated by the caller, and calls the vectorised C loops of
-src/fb_simd.h with the GIL released.  Large arrays are split into one chunk
-per OpenMP thread with prange; below PARALLEL_MIN_ELEMENTS one thread runs,
-since starting a team costs more than it saves.
+Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows of
+one dtype (float32 or float64: the Python side picks the specialisation),
+with outputs allocated by the caller, and calls its C loop (src/fb_loops.h,
+through the typed wrappers of _loops.pxd) with the GIL released.  The flat
+kernels split large arrays into one chunk per OpenMP thread with prange;
+below PARALLEL_MIN_ELEMENTS one thread runs, since starting a team costs
+more than it saves.
 """
-from cython cimport floating
 from cython.parallel cimport prange
+from cython cimport floating
 from libc.stdint cimport uint8_t, int64_t
 
-from ._simd cimport *
+from . cimport _loops
 
 cdef extern from *:
     """
@@ -41,7 +43,7 @@ def openmp_enabled():
 
 def simd_level():
     """The SIMD path the elementwise loops run on this CPU."""
-    return fb_simd_level().decode()
+    return _loops.fb_simd_level().decode()
 
 
 def set_num_threads(int n):
@@ -63,6 +65,22 @@ def set_parallel_threshold(Py_ssize_t n):
     _parallel_min = n
 
 
+# A flat kernel over n elements runs its loop on chunk [start, end) of each of
+# `_chunks(n)` threads:
+#
+#     chunks = _chunks(n)
+#     with nogil:
+#         if chunks == 1:          # no parallel region: entering one costs ~0.6 us
+#             _loops.<kernel>(&a[0], ..., n)
+#         else:
+#             for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+#                 start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+#                 _loops.<kernel>(&a[start], ..., end - start)
+#
+# start and end are assigned in the prange body, so that Cython makes them
+# private to each thread (a helper writing them through pointers left them
+# shared: threads raced for them).
+
 cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     """How many threads to use for n elements."""
     cdef int threads
@@ -72,59 +90,10 @@ cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     return threads if threads > 1 else 1
 
 
-cdef enum Op:
-    RELU_FORWARD
-    RELU_BACKWARD
-    SIGMOID_FORWARD
-    SIGMOID_BACKWARD
-
-
-cdef inline void _run_elementwise(Op op, const floating *a, const floating *b,
-                                  const uint8_t *mask_in, floating *out, uint8_t *mask_out,
-                                  Py_ssize_t start, Py_ssize_t length) noexcept nogil:
-    """Elementwise loop `op` over elements [start, start + length)."""
-    if floating is float:
-        if op == RELU_FORWARD:
-            fb_relu_forward_f(a + start, out + start, mask_out + start, length)
-        elif op == RELU_BACKWARD:
-            fb_relu_backward_f(a + start, mask_in + start, out + start, length)
-        elif op == SIGMOID_FORWARD:
-            fb_sigmoid_forward_f(a + start, out + start, length)
-        else:
-            fb_sigmoid_backward_f(a + start, b + start, out + start, length)
-    else:
-        if op == RELU_FORWARD:
-            fb_relu_forward_d(a + start, out + start, mask_out + start, length)
-        elif op == RELU_BACKWARD:
-            fb_relu_backward_d(a + start, mask_in + start, out + start, length)
-        elif op == SIGMOID_FORWARD:
-            fb_sigmoid_forward_d(a + start, out + start, length)
-        else:
-            fb_sigmoid_backward_d(a + start, b + start, out + start, length)
-
-
-cdef void _split_elementwise(Op op, const floating *a, const floating *b,
-                             const uint8_t *mask_in, floating *out, uint8_t *mask_out,
-                             Py_ssize_t n) noexcept nogil:
-    """Run elementwise loop `op` over n elements, one chunk per thread.
-
-    Inputs a, b, mask_in and outputs out, mask_out are flat arrays of n
-    elements (NULL where `op` doesn't use them); n > 0.
-    """
-    cdef int chunk, n_chunks = _chunks(n)
-    cdef Py_ssize_t start, length, per
-    if n_chunks == 1:        # no parallel region: entering one costs ~0.3 us
-        _run_elementwise(op, a, b, mask_in, out, mask_out, 0, n)
-        return
-    per = (n + n_chunks - 1) // n_chunks
-    for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-        # assigned here, not through a pointer, so that Cython makes start and
-        # length private to each thread (a helper writing them through
-        # pointers left them shared: threads raced for them)
-        start = min(chunk * per, n)
-        length = min(per, n - start)
-        if length > 0:              # a trailing chunk may be empty
-            _run_elementwise(op, a, b, mask_in, out, mask_out, start, length)
+cdef inline Py_ssize_t _chunk_start(int chunk, int chunks, Py_ssize_t n) noexcept nogil:
+    """First element of chunk `chunk` of n elements cut into `chunks` near-equal
+    chunks (chunk == chunks gives n); below n for every chunk < chunks."""
+    return chunk * n // chunks
 
 
 cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) except -1:
@@ -136,42 +105,66 @@ cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) ex
 
 def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
     """out = where(x <= 0, 0, x); mask = (x <= 0).  All of length n."""
-    _check_lengths("relu_forward", x.shape[0], out.shape[0], mask.shape[0])
-    if x.shape[0] == 0:
+    cdef Py_ssize_t n = x.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("relu_forward", n, out.shape[0], mask.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(RELU_FORWARD, &x[0], <const floating *>NULL, NULL,
-                           &out[0], &mask[0], x.shape[0])
+        if chunks == 1:
+            _loops.relu_forward(&x[0], &out[0], &mask[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.relu_forward(&x[start], &out[start], &mask[start], end - start)
 
 
 def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx):
     """dx = where(mask, 0, dout).  All of length n."""
-    _check_lengths("relu_backward", dout.shape[0], mask.shape[0], dx.shape[0])
-    if dout.shape[0] == 0:
+    cdef Py_ssize_t n = dout.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("relu_backward", n, mask.shape[0], dx.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(RELU_BACKWARD, &dout[0], <const floating *>NULL, &mask[0],
-                           &dx[0], NULL, dout.shape[0])
+        if chunks == 1:
+            _loops.relu_backward(&dout[0], &mask[0], &dx[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.relu_backward(&dout[start], &mask[start], &dx[start], end - start)
 
 
 def sigmoid_forward(const floating[::1] x, floating[::1] out):
     """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
-    _check_lengths("sigmoid_forward", x.shape[0], out.shape[0], out.shape[0])
-    if x.shape[0] == 0:
+    cdef Py_ssize_t n = x.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("sigmoid_forward", n, out.shape[0], out.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(SIGMOID_FORWARD, &x[0], <const floating *>NULL, NULL,
-                           &out[0], NULL, x.shape[0])
+        if chunks == 1:
+            _loops.sigmoid_forward(&x[0], &out[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.sigmoid_forward(&x[start], &out[start], end - start)
 
 
 def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating[::1] dx):
     """dx = dout * (1 - out) * out.  All of length n."""
-    _check_lengths("sigmoid_backward", dout.shape[0], out.shape[0], dx.shape[0])
-    if dout.shape[0] == 0:
+    cdef Py_ssize_t n = dout.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("sigmoid_backward", n, out.shape[0], dx.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(SIGMOID_BACKWARD, &dout[0], &out[0], NULL, &dx[0], NULL,
-                           dout.shape[0])
+        if chunks == 1:
+            _loops.sigmoid_backward(&dout[0], &out[0], &dx[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.sigmoid_backward(&dout[start], &out[start], &dx[start], end - start)
 
 
 def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
@@ -183,10 +176,7 @@ def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
     if n == 0:
         return 0.0
     with nogil:
-        if floating is float:
-            total = fb_softmax_xent_labels_f(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
-        else:
-            total = fb_softmax_xent_labels_d(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
+        total = _loops.softmax_xent_labels(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
     return total
 
 
@@ -198,10 +188,7 @@ def softmax_xent_onehot(const floating[:, ::1] x, const floating[:, ::1] t,
     if n == 0:
         return 0.0
     with nogil:
-        if floating is float:
-            total = fb_softmax_xent_onehot_f(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
-        else:
-            total = fb_softmax_xent_onehot_d(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
+        total = _loops.softmax_xent_onehot(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
     return total
 
 
@@ -212,10 +199,8 @@ def softmax_xent_backward_labels(const floating[:, ::1] y, const int64_t[::1] la
     if n == 0:
         return
     with nogil:
-        if floating is float:
-            fb_softmax_xent_backward_labels_f(&y[0, 0], &labels[0], &dx[0, 0], <float>scale, n, c)
-        else:
-            fb_softmax_xent_backward_labels_d(&y[0, 0], &labels[0], &dx[0, 0], scale, n, c)
+        _loops.softmax_xent_backward_labels(&y[0, 0], &labels[0], &dx[0, 0],
+                                            <floating>scale, n, c)
 
 
 def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
@@ -225,10 +210,7 @@ def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
     if n == 0:
         return
     with nogil:
-        if floating is float:
-            fb_softmax_xent_backward_onehot_f(&y[0], &t[0], &dx[0], <float>scale, n)
-        else:
-            fb_softmax_xent_backward_onehot_d(&y[0], &t[0], &dx[0], scale, n)
+        _loops.softmax_xent_backward_onehot(&y[0], &t[0], &dx[0], <floating>scale, n)
 
 
 def first_label_out_of_range(const int64_t[::1] labels, int64_t n_classes):

@@ -1,4 +1,4 @@
-"""Every SIMD level of src/fb_simd.h gives the same numbers.
+"""Every SIMD level of the C loops (src/fb_loops.h) gives the same numbers.
 
 The installed extension runs only the loop version that suits this CPU (the
 AVX-512 intrinsic loops, or the target_clones version the resolver picks),
@@ -25,7 +25,7 @@ from fastbp.reference.functions import sigmoid, softmax_cross_entropy
 HEADER_DIR = Path(__file__).resolve().parents[1] / "fastbp" / "src"
 
 WRAPPERS = r"""
-#include "fb_simd.h"
+#include "fb_loops.h"
 const char *level(void) { return fb_simd_level(); }
 void sigmoid_d(const double *x, double *out, ptrdiff_t n) { fb_sigmoid_forward_d(x, out, n); }
 void sigmoid_f(const float *x, float *out, ptrdiff_t n) { fb_sigmoid_forward_f(x, out, n); }
@@ -79,8 +79,8 @@ pytestmark = [
     pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                        reason="the ISA levels compiled here are x86-64 ones"),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to compile the header"),
-    pytest.mark.skipif(not (HEADER_DIR / "fb_simd.h").exists(),
-                       reason="needs the source checkout's fastbp/src/fb_simd.h"),
+    pytest.mark.skipif(not (HEADER_DIR / "fb_loops.h").exists(),
+                       reason="needs the source checkout's fastbp/src/fb_loops.h"),
 ]
 
 
