@@ -55,8 +55,10 @@ def _kernels(c_type):
         # _elementwise.pyx
         relu_forward=elementwise.relu_forward[c_type],
         relu_backward=elementwise.relu_backward[c_type],
+        relu_grad=elementwise.relu_grad[c_type],
         sigmoid_forward=elementwise.sigmoid_forward[c_type],
         sigmoid_backward=elementwise.sigmoid_backward[c_type],
+        sigmoid_grad=elementwise.sigmoid_grad[c_type],
         softmax_xent_labels=elementwise.softmax_xent_labels[c_type],
         softmax_xent_onehot=elementwise.softmax_xent_onehot[c_type],
         softmax_xent_backward_labels=elementwise.softmax_xent_backward_labels[c_type],

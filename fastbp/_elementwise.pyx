@@ -1,4 +1,5 @@
-"""Elementwise kernels: ReLU, sigmoid, fused softmax + cross-entropy.
+"""Elementwise kernels: ReLU, sigmoid, their gradients, fused softmax +
+cross-entropy.
 
 Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows of
 one dtype (float32 or float64: the Python side picks the specialisation),
@@ -135,6 +136,22 @@ def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::
                 _loops.relu_backward(&dout[start], &mask[start], &dx[start], end - start)
 
 
+def relu_grad(const floating[::1] x, floating[::1] out):
+    """out = 1 where x > 0, else 0.  Both of length n."""
+    cdef Py_ssize_t n = x.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("relu_grad", n, out.shape[0], out.shape[0])
+    if n == 0:
+        return
+    with nogil:
+        if chunks == 1:
+            _loops.relu_grad(&x[0], &out[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.relu_grad(&x[start], &out[start], end - start)
+
+
 def sigmoid_forward(const floating[::1] x, floating[::1] out):
     """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
     cdef Py_ssize_t n = x.shape[0], start, end
@@ -165,6 +182,22 @@ def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating
             for chunk in prange(chunks, num_threads=chunks, schedule="static"):
                 start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
                 _loops.sigmoid_backward(&dout[start], &out[start], &dx[start], end - start)
+
+
+def sigmoid_grad(const floating[::1] x, floating[::1] out):
+    """out = (1 - s) * s with s = sigmoid(x), overflow-free.  Both of length n."""
+    cdef Py_ssize_t n = x.shape[0], start, end
+    cdef int chunk, chunks = _chunks(n)
+    _check_lengths("sigmoid_grad", n, out.shape[0], out.shape[0])
+    if n == 0:
+        return
+    with nogil:
+        if chunks == 1:
+            _loops.sigmoid_grad(&x[0], &out[0], n)
+        else:
+            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+                _loops.sigmoid_grad(&x[start], &out[start], end - start)
 
 
 def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,

@@ -45,6 +45,18 @@ cdef inline void relu_backward(const floating *dout, const uint8_t *mask, floati
 
 
 cdef extern from "fb_loops.h" nogil:
+    void fb_relu_grad_f(const float *x, float *out, Py_ssize_t n)
+    void fb_relu_grad_d(const double *x, double *out, Py_ssize_t n)
+
+cdef inline void relu_grad(const floating *x, floating *out, Py_ssize_t n) noexcept nogil:
+    """out = (x > 0) as 1 or 0."""
+    if floating is float:
+        fb_relu_grad_f(x, out, n)
+    else:
+        fb_relu_grad_d(x, out, n)
+
+
+cdef extern from "fb_loops.h" nogil:
     void fb_sigmoid_forward_f(const float *x, float *out, Py_ssize_t n)
     void fb_sigmoid_forward_d(const double *x, double *out, Py_ssize_t n)
 
@@ -67,6 +79,18 @@ cdef inline void sigmoid_backward(const floating *dout, const floating *out, flo
         fb_sigmoid_backward_f(dout, out, dx, n)
     else:
         fb_sigmoid_backward_d(dout, out, dx, n)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_sigmoid_grad_f(const float *x, float *out, Py_ssize_t n)
+    void fb_sigmoid_grad_d(const double *x, double *out, Py_ssize_t n)
+
+cdef inline void sigmoid_grad(const floating *x, floating *out, Py_ssize_t n) noexcept nogil:
+    """out = (1 - s) * s with s = sigmoid(x)."""
+    if floating is float:
+        fb_sigmoid_grad_f(x, out, n)
+    else:
+        fb_sigmoid_grad_d(x, out, n)
 
 
 cdef extern from "fb_loops.h" nogil:

@@ -64,8 +64,8 @@ def test_kernel_table_holds_each_dtypes_specialisations():
     for module in backend.MODULES:
         every_kernel.update(fused_kernels(module))
     kernels = ("affine_forward", "affine_backward", "relu_forward", "relu_backward",
-               "sigmoid_forward", "sigmoid_backward", "softmax_xent_labels",
-               "softmax_xent_onehot", "softmax_xent_backward_labels",
+               "relu_grad", "sigmoid_forward", "sigmoid_backward", "sigmoid_grad",
+               "softmax_xent_labels", "softmax_xent_onehot", "softmax_xent_backward_labels",
                "softmax_xent_backward_onehot", "sgd", "momentum", "nesterov", "adagrad",
                "rmsprop", "adam")
     assert sorted(table_float) == sorted(kernels) == sorted(every_kernel)
@@ -82,11 +82,10 @@ def test_a_specialisation_refuses_the_other_dtype(dtype, other):
     out = np.empty(3, dtype)
     table.sigmoid_forward(np.zeros(3, dtype), out)
     np.testing.assert_array_equal(out, 0.5)
-    table.relu_forward(np.array([-1, 0, 2], dtype), out, np.empty(3, np.uint8))
-    np.testing.assert_array_equal(out, [0, 0, 2])
+    table.relu_grad(np.array([-1, 0, 2], dtype), out)
+    np.testing.assert_array_equal(out, [0, 0, 1])
     for kernel, args in ((table.sigmoid_forward, (np.zeros(3, other), np.empty(3, other))),
-                         (table.relu_backward, (np.zeros(3, other), np.zeros(3, np.uint8),
-                                                np.empty(3, other))),
+                         (table.relu_grad, (np.zeros(3, other), np.empty(3, other))),
                          (table.sgd, (np.zeros(3, other), np.zeros(3, other), 0.1))):
         with pytest.raises(ValueError, match="dtype mismatch"):    # no dispatch to `other`
             kernel(*args)

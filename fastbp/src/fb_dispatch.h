@@ -43,6 +43,13 @@ static inline void FB_NAME(fb_relu_backward)(const FB_T *restrict dout,
     FB_NAME(fb_generic_relu_backward)(dout, mask, dx, n);
 }
 
+/* out = (x > 0) as 1 or 0. */
+static inline void FB_NAME(fb_relu_grad)(const FB_T *restrict x, FB_T *restrict out,
+                                         ptrdiff_t n)
+{
+    FB_NAME(fb_generic_relu_grad)(x, out, n);
+}
+
 /* out = 1 / (1 + exp(-x)), overflow-free. */
 static inline void FB_NAME(fb_sigmoid_forward)(const FB_T *restrict x, FB_T *restrict out,
                                                ptrdiff_t n)
@@ -62,6 +69,13 @@ static inline void FB_NAME(fb_sigmoid_backward)(const FB_T *restrict dout,
                                                 ptrdiff_t n)
 {
     FB_NAME(fb_generic_sigmoid_backward)(dout, out, dx, n);
+}
+
+/* out = (1 - s) * s with s = sigmoid(x). */
+static inline void FB_NAME(fb_sigmoid_grad)(const FB_T *restrict x, FB_T *restrict out,
+                                            ptrdiff_t n)
+{
+    FB_NAME(fb_generic_sigmoid_grad)(x, out, n);
 }
 
 /* Softmax of the rows of x (n, c) into y and their cross-entropy against

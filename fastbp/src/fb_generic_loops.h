@@ -68,6 +68,14 @@ FB_CLONES static void FB_NAME(fb_generic_relu_backward)(const FB_T *restrict dou
         dx[i] = mask[i] ? (FB_T)0 : dout[i];
 }
 
+/* The derivative of ReLU: 1 where x > 0, else 0 (NaN, -0.0 and 0 give 0). */
+FB_CLONES static void FB_NAME(fb_generic_relu_grad)(const FB_T *restrict x,
+                                                    FB_T *restrict out, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = x[i] > (FB_T)0 ? (FB_T)1 : (FB_T)0;
+}
+
 /* sigmoid(v) without overflow: only exp(-|v|) <= 1 is computed. */
 static inline FB_T FB_NAME(fb_sigmoid)(FB_T v)
 {
@@ -89,6 +97,16 @@ FB_CLONES static void FB_NAME(fb_generic_sigmoid_backward)(const FB_T *restrict 
 {
     for (ptrdiff_t i = 0; i < n; i++)
         dx[i] = dout[i] * ((FB_T)1 - out[i]) * out[i];   /* the book's order */
+}
+
+/* The derivative of sigmoid at x: (1 - s) * s with s = sigmoid(x). */
+FB_CLONES static void FB_NAME(fb_generic_sigmoid_grad)(const FB_T *restrict x,
+                                                       FB_T *restrict out, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        FB_T s = FB_NAME(fb_sigmoid)(x[i]);
+        out[i] = ((FB_T)1 - s) * s;
+    }
 }
 
 /* Softmax works on blocks of rows: per row the maximum and x - max, then exp

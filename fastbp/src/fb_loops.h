@@ -5,8 +5,8 @@
  *
  * Entry points (fb_dispatch.h), each as fb_<kernel>_d (double) and
  * fb_<kernel>_f (float):
- *   fb_relu_forward   fb_relu_backward
- *   fb_sigmoid_forward   fb_sigmoid_backward
+ *   fb_relu_forward   fb_relu_backward   fb_relu_grad
+ *   fb_sigmoid_forward   fb_sigmoid_backward   fb_sigmoid_grad
  *   fb_softmax_xent_labels   fb_softmax_xent_onehot
  *   fb_softmax_xent_backward_labels   fb_softmax_xent_backward_onehot
  * and fb_simd_level() (fb_cpu.h): which loop versions run, for `fastbp info`.
