@@ -66,22 +66,6 @@ def set_parallel_threshold(Py_ssize_t n):
     _parallel_min = n
 
 
-# A flat kernel over n elements runs its loop on chunk [start, end) of each of
-# `_chunks(n)` threads:
-#
-#     chunks = _chunks(n)
-#     with nogil:
-#         if chunks == 1:          # no parallel region: entering one costs ~0.6 us
-#             _loops.<kernel>(&a[0], ..., n)
-#         else:
-#             for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-#                 start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-#                 _loops.<kernel>(&a[start], ..., end - start)
-#
-# start and end are assigned in the prange body, so that Cython makes them
-# private to each thread (a helper writing them through pointers left them
-# shared: threads raced for them).
-
 cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     """How many threads to use for n elements."""
     cdef int threads
@@ -97,6 +81,58 @@ cdef inline Py_ssize_t _chunk_start(int chunk, int chunks, Py_ssize_t n) noexcep
     return chunk * n // chunks
 
 
+# The flat kernels call their C loop directly when one thread runs (no
+# parallel region: entering one costs ~0.6 us), else through one of these,
+# which run the loop (passed as `_loops.<kernel>[floating]`) over one chunk
+# per thread; one for each shape of arguments.  (A prange in each kernel's
+# def made the generated code of the defs 10-40 ns a call slower, small
+# arrays included.)  start and end are assigned in the prange body, so that
+# Cython makes them private to each thread (a helper writing them through
+# pointers left them shared: threads raced for them).
+
+cdef void _threaded_in_out(void (*loop)(const floating *, floating *, Py_ssize_t) noexcept nogil,
+                           const floating *x, floating *out, Py_ssize_t n,
+                           int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, out + start, end - start)
+
+
+cdef void _threaded_in_in_out(
+        void (*loop)(const floating *, const floating *, floating *, Py_ssize_t) noexcept nogil,
+        const floating *a, const floating *b, floating *out, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(a + start, b + start, out + start, end - start)
+
+
+cdef void _threaded_in_out_mask(
+        void (*loop)(const floating *, floating *, uint8_t *, Py_ssize_t) noexcept nogil,
+        const floating *x, floating *out, uint8_t *mask, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, out + start, mask + start, end - start)
+
+
+cdef void _threaded_in_mask_out(
+        void (*loop)(const floating *, const uint8_t *, floating *, Py_ssize_t) noexcept nogil,
+        const floating *x, const uint8_t *mask, floating *out, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, mask + start, out + start, end - start)
+
+
 cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) except -1:
     """A guard under the Python-side checks: the loops trust these lengths."""
     if a != n or b != n:
@@ -106,8 +142,8 @@ cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) ex
 
 def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
     """out = where(x <= 0, 0, x); mask = (x <= 0).  All of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("relu_forward", n, out.shape[0], mask.shape[0])
     if n == 0:
         return
@@ -115,15 +151,14 @@ def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
         if chunks == 1:
             _loops.relu_forward(&x[0], &out[0], &mask[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.relu_forward(&x[start], &out[start], &mask[start], end - start)
+            _threaded_in_out_mask(_loops.relu_forward[floating], &x[0], &out[0], &mask[0], n,
+                                  chunks)
 
 
 def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx):
     """dx = where(mask, 0, dout).  All of length n."""
-    cdef Py_ssize_t n = dout.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = dout.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("relu_backward", n, mask.shape[0], dx.shape[0])
     if n == 0:
         return
@@ -131,15 +166,14 @@ def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::
         if chunks == 1:
             _loops.relu_backward(&dout[0], &mask[0], &dx[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.relu_backward(&dout[start], &mask[start], &dx[start], end - start)
+            _threaded_in_mask_out(_loops.relu_backward[floating], &dout[0], &mask[0], &dx[0], n,
+                                  chunks)
 
 
 def relu_grad(const floating[::1] x, floating[::1] out):
     """out = 1 where x > 0, else 0.  Both of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("relu_grad", n, out.shape[0], out.shape[0])
     if n == 0:
         return
@@ -147,15 +181,13 @@ def relu_grad(const floating[::1] x, floating[::1] out):
         if chunks == 1:
             _loops.relu_grad(&x[0], &out[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.relu_grad(&x[start], &out[start], end - start)
+            _threaded_in_out(_loops.relu_grad[floating], &x[0], &out[0], n, chunks)
 
 
 def sigmoid_forward(const floating[::1] x, floating[::1] out):
     """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("sigmoid_forward", n, out.shape[0], out.shape[0])
     if n == 0:
         return
@@ -163,15 +195,13 @@ def sigmoid_forward(const floating[::1] x, floating[::1] out):
         if chunks == 1:
             _loops.sigmoid_forward(&x[0], &out[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.sigmoid_forward(&x[start], &out[start], end - start)
+            _threaded_in_out(_loops.sigmoid_forward[floating], &x[0], &out[0], n, chunks)
 
 
 def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating[::1] dx):
     """dx = dout * (1 - out) * out.  All of length n."""
-    cdef Py_ssize_t n = dout.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = dout.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("sigmoid_backward", n, out.shape[0], dx.shape[0])
     if n == 0:
         return
@@ -179,15 +209,14 @@ def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating
         if chunks == 1:
             _loops.sigmoid_backward(&dout[0], &out[0], &dx[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.sigmoid_backward(&dout[start], &out[start], &dx[start], end - start)
+            _threaded_in_in_out(_loops.sigmoid_backward[floating], &dout[0], &out[0], &dx[0], n,
+                                chunks)
 
 
 def sigmoid_grad(const floating[::1] x, floating[::1] out):
     """out = (1 - s) * s with s = sigmoid(x), overflow-free.  Both of length n."""
-    cdef Py_ssize_t n = x.shape[0], start, end
-    cdef int chunk, chunks = _chunks(n)
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
     _check_lengths("sigmoid_grad", n, out.shape[0], out.shape[0])
     if n == 0:
         return
@@ -195,9 +224,7 @@ def sigmoid_grad(const floating[::1] x, floating[::1] out):
         if chunks == 1:
             _loops.sigmoid_grad(&x[0], &out[0], n)
         else:
-            for chunk in prange(chunks, num_threads=chunks, schedule="static"):
-                start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
-                _loops.sigmoid_grad(&x[start], &out[start], end - start)
+            _threaded_in_out(_loops.sigmoid_grad[floating], &x[0], &out[0], n, chunks)
 
 
 def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
