@@ -6,6 +6,7 @@ Environment switches:
                        portable code with per-CPU loop versions
   FASTBP_BOUNDSCHECK=1 Cython bounds and wraparound checks on (debug/test build)
 """
+import glob
 import os
 import sys
 
@@ -32,16 +33,23 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-def extension(name):
-    return Extension(f"fastbp.{name}", [f"fastbp/{name}.pyx"],
+# Every fastbp/*.pyx is a compiled module (fastbp._backend.MODULE_NAMES lists
+# them for the Python side; a test checks the two agree).  A change to any
+# header or .pxd rebuilds them all.
+PYX = sorted(glob.glob("fastbp/*.pyx"))
+DEPENDS = sorted(glob.glob("fastbp/src/*.h") + glob.glob("fastbp/*.pxd"))
+
+
+def extension(pyx):
+    name = os.path.splitext(os.path.basename(pyx))[0]
+    return Extension(f"fastbp.{name}", [pyx], depends=DEPENDS,
                      include_dirs=[np.get_include(), "fastbp/src"],
                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")])
 
 
 setup(
     ext_modules=cythonize(
-        [extension("_affine"), extension("_elementwise"), extension("_optim"),
-         extension("_train")],
+        [extension(pyx) for pyx in PYX],
         compiler_directives={
             "language_level": 3, "boundscheck": DEBUG, "wraparound": DEBUG,
             "initializedcheck": DEBUG, "cdivision": True, "embedsignature": True,

@@ -5,7 +5,7 @@ classes, signatures and attributes, same numbers, with the hot loops in
 Cython.  ``fastbp.reference`` is the plain NumPy version every compiled
 kernel is tested against.
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # written only here: pyproject.toml reads it
 
 from ._backend import COMPILED, get_num_threads, set_num_threads
 from ._config import show_config

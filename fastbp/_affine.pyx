@@ -6,10 +6,10 @@ from cython cimport floating
 from ._blas cimport gemm
 from ._dense cimport column_sums
 
-cdef void _affine_forward(const floating[:, :] x,      # IN  (N, D)
-                          const floating[:, :] W,      # IN  (D, M)
-                          const floating[::1] b,       # IN  (M,)
-                          floating[:, ::1] out) noexcept nogil:  # OUT (N, M)
+cdef inline void _affine_forward(const floating[:, :] x,      # IN  (N, D)
+                                 const floating[:, :] W,      # IN  (D, M)
+                                 const floating[::1] b,       # IN  (M,)
+                                 floating[:, ::1] out) noexcept nogil:  # OUT (N, M)
     cdef Py_ssize_t i, j
     for i in range(out.shape[0]):           # bias first, then GEMM with beta = 1
         for j in range(out.shape[1]):

@@ -3,12 +3,11 @@ import numpy as np
 
 from . import _backend
 
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def kernel_dtype(*arrays, integers_become_float=True):
-    """float32 or float64 when a compiled kernel can compute ``arrays``,
-    else None (float16, longdouble, or no compiled core: use the reference).
+    """The dtype the compiled kernels compute ``arrays`` in (a key of
+    ``_backend.KERNELS``: float32 or float64), else None (float16,
+    longdouble, or no compiled core: use the reference).
     With ``integers_become_float=False`` all-integer inputs give None too
     (NumPy keeps x @ W integer; so does the reference)."""
     if not _backend.COMPILED:
@@ -18,7 +17,7 @@ def kernel_dtype(*arrays, integers_become_float=True):
         if not integers_become_float:
             return None
         dtype = np.dtype(np.float64)
-    return dtype if dtype in _KERNEL_DTYPES else None
+    return dtype if dtype in _backend.KERNELS else None
 
 
 def contiguous(a, dtype=None):

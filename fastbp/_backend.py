@@ -1,10 +1,19 @@
-"""Which implementation runs: the compiled kernels, or the NumPy reference.
+"""Which implementation runs, and the table of compiled kernels.
 
 The compiled extension modules are imported once here.  When they are
 missing (a source checkout that was never built, a failed build) or when the
 environment variable FASTBP_PURE=1 is set, fastbp runs entirely on
 fastbp.reference, warns once, and ``fastbp.show_config()`` says so.
+
+``KERNELS[dtype].<kernel>`` is how the Python side calls a compiled kernel:
+the layers pick the dtype once (``_arrays.kernel_dtype``), and the table
+below maps each (kernel, dtype) to that dtype's specialisation of a fused
+Cython function, e.g. ``KERNELS[float64].relu_forward`` is
+``_elementwise.relu_forward["double"]``.  A specialisation skips the fused
+dispatcher, which inspects the arguments' dtypes on every call (0.3-1.2 us,
+as much as a small kernel's work), and refuses arrays of the other dtype.
 """
+import importlib
 import os
 import types
 import warnings
@@ -13,7 +22,13 @@ import numpy as np
 
 REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
+#: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
+#: every .pyx there); a new one is added here and to the unpacking below.
+MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train")
+
 affine = elementwise = optim = train = None
+#: the imported compiled modules, in MODULE_NAMES order (empty without them)
+MODULES = ()
 COMPILED = False
 REASON = ""
 
@@ -21,44 +36,53 @@ if REQUESTED_PURE:
     REASON = "FASTBP_PURE is set"
 else:
     try:
-        import importlib
-        affine, elementwise, optim, train = (
-            importlib.import_module(f"{__package__}.{name}")
-            for name in ("_affine", "_elementwise", "_optim", "_train"))
-        COMPILED = True
+        MODULES = tuple(importlib.import_module(f"{__package__}.{name}")
+                        for name in MODULE_NAMES)
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
+    else:
+        affine, elementwise, optim, train = MODULES
+        COMPILED = True
 
 
-def _specialised_kernels(modules, signature):
-    """Every fused-type kernel of ``modules`` specialised for ``signature``
-    ('float' or 'double'), as attributes of one namespace.
+def _kernels(c_type):
+    """Every compiled kernel specialised for ``c_type``: 'float' (float32) or
+    'double' (float64), the name Cython gives the fused ``floating`` type."""
+    return types.SimpleNamespace(
+        # _affine.pyx
+        affine_forward=affine.affine_forward[c_type],
+        affine_backward=affine.affine_backward[c_type],
+        # _elementwise.pyx
+        relu_forward=elementwise.relu_forward[c_type],
+        relu_backward=elementwise.relu_backward[c_type],
+        relu_grad=elementwise.relu_grad[c_type],
+        sigmoid_forward=elementwise.sigmoid_forward[c_type],
+        sigmoid_backward=elementwise.sigmoid_backward[c_type],
+        sigmoid_grad=elementwise.sigmoid_grad[c_type],
+        softmax_xent_labels=elementwise.softmax_xent_labels[c_type],
+        softmax_xent_onehot=elementwise.softmax_xent_onehot[c_type],
+        softmax_xent_backward_labels=elementwise.softmax_xent_backward_labels[c_type],
+        softmax_xent_backward_onehot=elementwise.softmax_xent_backward_onehot[c_type],
+        # _optim.pyx
+        sgd=optim.sgd[c_type],
+        momentum=optim.momentum[c_type],
+        nesterov=optim.nesterov[c_type],
+        adagrad=optim.adagrad[c_type],
+        rmsprop=optim.rmsprop[c_type],
+        adam=optim.adam[c_type],
+    )
 
-    Calling a fused Cython function goes through its dispatcher, which
-    inspects the arguments' dtypes on every call (0.3-1.2 us, as much as a
-    small kernel's work); the layers pick the dtype themselves and call the
-    specialisation directly.
-    """
-    kernels = types.SimpleNamespace()
-    for module in modules:
-        for name, fn in vars(module).items():
-            signatures = getattr(fn, "__signatures__", None)
-            if signatures and not name.startswith("_"):
-                setattr(kernels, name, signatures[signature])
-    return kernels
 
-
-#: {dtype: namespace of that dtype's compiled kernels}, float32 and float64
+#: {dtype: namespace of that dtype's compiled kernels}: float32 and float64,
+#: the dtypes the compiled core computes in (empty without it)
 KERNELS = {}
 if COMPILED:
-    KERNELS = {np.dtype(np.float32): _specialised_kernels((affine, elementwise, optim), "float"),
-               np.dtype(np.float64): _specialised_kernels((affine, elementwise, optim), "double")}
+    KERNELS = {np.dtype(np.float32): _kernels("float"),
+               np.dtype(np.float64): _kernels("double")}
 
 if not COMPILED:
     warnings.warn(f"fastbp is running on its pure-NumPy reference ({REASON}); "
                   "results are the same, only slower", RuntimeWarning, stacklevel=2)
-
-FAST_DTYPES = ("float32", "float64")
 
 
 def set_num_threads(n):

@@ -1,16 +1,19 @@
-"""Elementwise kernels: ReLU, sigmoid, fused softmax + cross-entropy.
+"""Elementwise kernels: ReLU, sigmoid, their gradients, fused softmax +
+cross-entropy.
 
-Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows,
-with outputs allocated by the caller, and calls the vectorised C loops of
-src/fb_simd.h with the GIL released.  Large arrays are split into one chunk
-per OpenMP thread with prange; below PARALLEL_MIN_ELEMENTS one thread runs,
-since starting a team costs more than it saves.
+Each kernel takes flat (1-D, contiguous) memoryviews or C-contiguous rows of
+one dtype (float32 or float64: the Python side picks the specialisation),
+with outputs allocated by the caller, and calls its C loop (src/fb_loops.h,
+through the typed wrappers of _loops.pxd) with the GIL released.  The flat
+kernels split large arrays into one chunk per OpenMP thread with prange;
+below PARALLEL_MIN_ELEMENTS one thread runs, since starting a team costs
+more than it saves.
 """
-from cython cimport floating
 from cython.parallel cimport prange
+from cython cimport floating
 from libc.stdint cimport uint8_t, int64_t
 
-from ._simd cimport *
+from . cimport _loops
 
 cdef extern from *:
     """
@@ -41,7 +44,7 @@ def openmp_enabled():
 
 def simd_level():
     """The SIMD path the elementwise loops run on this CPU."""
-    return fb_simd_level().decode()
+    return _loops.fb_simd_level().decode()
 
 
 def set_num_threads(int n):
@@ -72,59 +75,62 @@ cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     return threads if threads > 1 else 1
 
 
-cdef enum Op:
-    RELU_FORWARD
-    RELU_BACKWARD
-    SIGMOID_FORWARD
-    SIGMOID_BACKWARD
+cdef inline Py_ssize_t _chunk_start(int chunk, int chunks, Py_ssize_t n) noexcept nogil:
+    """First element of chunk `chunk` of n elements cut into `chunks` near-equal
+    chunks (chunk == chunks gives n); below n for every chunk < chunks."""
+    return chunk * n // chunks
 
 
-cdef inline void _run_elementwise(Op op, const floating *a, const floating *b,
-                                  const uint8_t *mask_in, floating *out, uint8_t *mask_out,
-                                  Py_ssize_t start, Py_ssize_t length) noexcept nogil:
-    """Elementwise loop `op` over elements [start, start + length)."""
-    if floating is float:
-        if op == RELU_FORWARD:
-            fb_relu_forward_f(a + start, out + start, mask_out + start, length)
-        elif op == RELU_BACKWARD:
-            fb_relu_backward_f(a + start, mask_in + start, out + start, length)
-        elif op == SIGMOID_FORWARD:
-            fb_sigmoid_forward_f(a + start, out + start, length)
-        else:
-            fb_sigmoid_backward_f(a + start, b + start, out + start, length)
-    else:
-        if op == RELU_FORWARD:
-            fb_relu_forward_d(a + start, out + start, mask_out + start, length)
-        elif op == RELU_BACKWARD:
-            fb_relu_backward_d(a + start, mask_in + start, out + start, length)
-        elif op == SIGMOID_FORWARD:
-            fb_sigmoid_forward_d(a + start, out + start, length)
-        else:
-            fb_sigmoid_backward_d(a + start, b + start, out + start, length)
+# The flat kernels call their C loop directly when one thread runs (no
+# parallel region: entering one costs ~0.6 us), else through one of these,
+# which run the loop (passed as `_loops.<kernel>[floating]`) over one chunk
+# per thread; one for each shape of arguments.  (A prange in each kernel's
+# def made the generated code of the defs 10-40 ns a call slower, small
+# arrays included.)  start and end are assigned in the prange body, so that
+# Cython makes them private to each thread (a helper writing them through
+# pointers left them shared: threads raced for them).
+
+cdef void _threaded_in_out(void (*loop)(const floating *, floating *, Py_ssize_t) noexcept nogil,
+                           const floating *x, floating *out, Py_ssize_t n,
+                           int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, out + start, end - start)
 
 
-cdef void _split_elementwise(Op op, const floating *a, const floating *b,
-                             const uint8_t *mask_in, floating *out, uint8_t *mask_out,
-                             Py_ssize_t n) noexcept nogil:
-    """Run elementwise loop `op` over n elements, one chunk per thread.
+cdef void _threaded_in_in_out(
+        void (*loop)(const floating *, const floating *, floating *, Py_ssize_t) noexcept nogil,
+        const floating *a, const floating *b, floating *out, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(a + start, b + start, out + start, end - start)
 
-    Inputs a, b, mask_in and outputs out, mask_out are flat arrays of n
-    elements (NULL where `op` doesn't use them); n > 0.
-    """
-    cdef int chunk, n_chunks = _chunks(n)
-    cdef Py_ssize_t start, length, per
-    if n_chunks == 1:        # no parallel region: entering one costs ~0.3 us
-        _run_elementwise(op, a, b, mask_in, out, mask_out, 0, n)
-        return
-    per = (n + n_chunks - 1) // n_chunks
-    for chunk in prange(n_chunks, num_threads=n_chunks, schedule='static'):
-        # assigned here, not through a pointer, so that Cython makes start and
-        # length private to each thread (a helper writing them through
-        # pointers left them shared: threads raced for them)
-        start = min(chunk * per, n)
-        length = min(per, n - start)
-        if length > 0:              # a trailing chunk may be empty
-            _run_elementwise(op, a, b, mask_in, out, mask_out, start, length)
+
+cdef void _threaded_in_out_mask(
+        void (*loop)(const floating *, floating *, uint8_t *, Py_ssize_t) noexcept nogil,
+        const floating *x, floating *out, uint8_t *mask, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, out + start, mask + start, end - start)
+
+
+cdef void _threaded_in_mask_out(
+        void (*loop)(const floating *, const uint8_t *, floating *, Py_ssize_t) noexcept nogil,
+        const floating *x, const uint8_t *mask, floating *out, Py_ssize_t n,
+        int chunks) noexcept nogil:
+    cdef int chunk
+    cdef Py_ssize_t start, end
+    for chunk in prange(chunks, num_threads=chunks, schedule="static"):
+        start, end = _chunk_start(chunk, chunks, n), _chunk_start(chunk + 1, chunks, n)
+        loop(x + start, mask + start, out + start, end - start)
 
 
 cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) except -1:
@@ -136,42 +142,89 @@ cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b) ex
 
 def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask):
     """out = where(x <= 0, 0, x); mask = (x <= 0).  All of length n."""
-    _check_lengths("relu_forward", x.shape[0], out.shape[0], mask.shape[0])
-    if x.shape[0] == 0:
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("relu_forward", n, out.shape[0], mask.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(RELU_FORWARD, &x[0], <const floating *>NULL, NULL,
-                           &out[0], &mask[0], x.shape[0])
+        if chunks == 1:
+            _loops.relu_forward(&x[0], &out[0], &mask[0], n)
+        else:
+            _threaded_in_out_mask(_loops.relu_forward[floating], &x[0], &out[0], &mask[0], n,
+                                  chunks)
 
 
 def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx):
     """dx = where(mask, 0, dout).  All of length n."""
-    _check_lengths("relu_backward", dout.shape[0], mask.shape[0], dx.shape[0])
-    if dout.shape[0] == 0:
+    cdef Py_ssize_t n = dout.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("relu_backward", n, mask.shape[0], dx.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(RELU_BACKWARD, &dout[0], <const floating *>NULL, &mask[0],
-                           &dx[0], NULL, dout.shape[0])
+        if chunks == 1:
+            _loops.relu_backward(&dout[0], &mask[0], &dx[0], n)
+        else:
+            _threaded_in_mask_out(_loops.relu_backward[floating], &dout[0], &mask[0], &dx[0], n,
+                                  chunks)
+
+
+def relu_grad(const floating[::1] x, floating[::1] out):
+    """out = 1 where x > 0, else 0.  Both of length n."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("relu_grad", n, out.shape[0], out.shape[0])
+    if n == 0:
+        return
+    with nogil:
+        if chunks == 1:
+            _loops.relu_grad(&x[0], &out[0], n)
+        else:
+            _threaded_in_out(_loops.relu_grad[floating], &x[0], &out[0], n, chunks)
 
 
 def sigmoid_forward(const floating[::1] x, floating[::1] out):
     """out = 1 / (1 + exp(-x)), overflow-free.  Both of length n."""
-    _check_lengths("sigmoid_forward", x.shape[0], out.shape[0], out.shape[0])
-    if x.shape[0] == 0:
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("sigmoid_forward", n, out.shape[0], out.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(SIGMOID_FORWARD, &x[0], <const floating *>NULL, NULL,
-                           &out[0], NULL, x.shape[0])
+        if chunks == 1:
+            _loops.sigmoid_forward(&x[0], &out[0], n)
+        else:
+            _threaded_in_out(_loops.sigmoid_forward[floating], &x[0], &out[0], n, chunks)
 
 
 def sigmoid_backward(const floating[::1] dout, const floating[::1] out, floating[::1] dx):
     """dx = dout * (1 - out) * out.  All of length n."""
-    _check_lengths("sigmoid_backward", dout.shape[0], out.shape[0], dx.shape[0])
-    if dout.shape[0] == 0:
+    cdef Py_ssize_t n = dout.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("sigmoid_backward", n, out.shape[0], dx.shape[0])
+    if n == 0:
         return
     with nogil:
-        _split_elementwise(SIGMOID_BACKWARD, &dout[0], &out[0], NULL, &dx[0], NULL,
-                           dout.shape[0])
+        if chunks == 1:
+            _loops.sigmoid_backward(&dout[0], &out[0], &dx[0], n)
+        else:
+            _threaded_in_in_out(_loops.sigmoid_backward[floating], &dout[0], &out[0], &dx[0], n,
+                                chunks)
+
+
+def sigmoid_grad(const floating[::1] x, floating[::1] out):
+    """out = (1 - s) * s with s = sigmoid(x), overflow-free.  Both of length n."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int chunks = _chunks(n)
+    _check_lengths("sigmoid_grad", n, out.shape[0], out.shape[0])
+    if n == 0:
+        return
+    with nogil:
+        if chunks == 1:
+            _loops.sigmoid_grad(&x[0], &out[0], n)
+        else:
+            _threaded_in_out(_loops.sigmoid_grad[floating], &x[0], &out[0], n, chunks)
 
 
 def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
@@ -183,10 +236,7 @@ def softmax_xent_labels(const floating[:, ::1] x, const int64_t[::1] labels,
     if n == 0:
         return 0.0
     with nogil:
-        if floating is float:
-            total = fb_softmax_xent_labels_f(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
-        else:
-            total = fb_softmax_xent_labels_d(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
+        total = _loops.softmax_xent_labels(&x[0, 0], &labels[0], &y[0, 0], &loss[0], n, c)
     return total
 
 
@@ -198,10 +248,7 @@ def softmax_xent_onehot(const floating[:, ::1] x, const floating[:, ::1] t,
     if n == 0:
         return 0.0
     with nogil:
-        if floating is float:
-            total = fb_softmax_xent_onehot_f(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
-        else:
-            total = fb_softmax_xent_onehot_d(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
+        total = _loops.softmax_xent_onehot(&x[0, 0], &t[0, 0], &y[0, 0], &loss[0], n, c)
     return total
 
 
@@ -212,10 +259,8 @@ def softmax_xent_backward_labels(const floating[:, ::1] y, const int64_t[::1] la
     if n == 0:
         return
     with nogil:
-        if floating is float:
-            fb_softmax_xent_backward_labels_f(&y[0, 0], &labels[0], &dx[0, 0], <float>scale, n, c)
-        else:
-            fb_softmax_xent_backward_labels_d(&y[0, 0], &labels[0], &dx[0, 0], scale, n, c)
+        _loops.softmax_xent_backward_labels(&y[0, 0], &labels[0], &dx[0, 0],
+                                            <floating>scale, n, c)
 
 
 def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
@@ -225,10 +270,7 @@ def softmax_xent_backward_onehot(const floating[::1] y, const floating[::1] t,
     if n == 0:
         return
     with nogil:
-        if floating is float:
-            fb_softmax_xent_backward_onehot_f(&y[0], &t[0], &dx[0], <float>scale, n)
-        else:
-            fb_softmax_xent_backward_onehot_d(&y[0], &t[0], &dx[0], scale, n)
+        _loops.softmax_xent_backward_onehot(&y[0], &t[0], &dx[0], <floating>scale, n)
 
 
 def first_label_out_of_range(const int64_t[::1] labels, int64_t n_classes):

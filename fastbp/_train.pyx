@@ -19,7 +19,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from ._dense cimport dense_forward, dense_backward
-from ._simd cimport *
+from . cimport _loops
 
 import numpy as np
 
@@ -28,31 +28,19 @@ cnp.import_array()
 
 cdef inline void _activation_forward(bint relu, const floating *z, floating *h,
                                      uint8_t *mask, Py_ssize_t size) noexcept nogil:
-    if floating is float:
-        if relu:
-            fb_relu_forward_f(z, h, mask, size)
-        else:
-            fb_sigmoid_forward_f(z, h, size)
+    if relu:
+        _loops.relu_forward(z, h, mask, size)
     else:
-        if relu:
-            fb_relu_forward_d(z, h, mask, size)
-        else:
-            fb_sigmoid_forward_d(z, h, size)
+        _loops.sigmoid_forward(z, h, size)
 
 
 cdef inline void _activation_backward(bint relu, const floating *dh, const floating *h,
                                       const uint8_t *mask, floating *dz,
                                       Py_ssize_t size) noexcept nogil:
-    if floating is float:
-        if relu:
-            fb_relu_backward_f(dh, mask, dz, size)
-        else:
-            fb_sigmoid_backward_f(dh, h, dz, size)
+    if relu:
+        _loops.relu_backward(dh, mask, dz, size)
     else:
-        if relu:
-            fb_relu_backward_d(dh, mask, dz, size)
-        else:
-            fb_sigmoid_backward_d(dh, h, dz, size)
+        _loops.sigmoid_backward(dh, h, dz, size)
 
 
 cdef inline double _softmax_loss_and_gradient(const floating *logits, const int64_t *labels,
@@ -64,20 +52,12 @@ cdef inline double _softmax_loss_and_gradient(const floating *logits, const int6
     returns the summed loss."""
     cdef double total
     cdef floating scale = <floating>(1.0 / n)
-    if floating is float:
-        if labels != NULL:
-            total = fb_softmax_xent_labels_f(logits, labels, y, per_sample, n, c)
-            fb_softmax_xent_backward_labels_f(y, labels, dlogits, scale, n, c)
-        else:
-            total = fb_softmax_xent_onehot_f(logits, target, y, per_sample, n, c)
-            fb_softmax_xent_backward_onehot_f(y, target, dlogits, scale, n * c)
+    if labels != NULL:
+        total = _loops.softmax_xent_labels(logits, labels, y, per_sample, n, c)
+        _loops.softmax_xent_backward_labels(y, labels, dlogits, scale, n, c)
     else:
-        if labels != NULL:
-            total = fb_softmax_xent_labels_d(logits, labels, y, per_sample, n, c)
-            fb_softmax_xent_backward_labels_d(y, labels, dlogits, scale, n, c)
-        else:
-            total = fb_softmax_xent_onehot_d(logits, target, y, per_sample, n, c)
-            fb_softmax_xent_backward_onehot_d(y, target, dlogits, scale, n * c)
+        total = _loops.softmax_xent_onehot(logits, target, y, per_sample, n, c)
+        _loops.softmax_xent_backward_onehot(y, target, dlogits, scale, n * c)
     return total
 
 

@@ -9,8 +9,8 @@ from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype
 from .reference import functions as _reference
 from .reference.functions import (cross_entropy_error, identity_function, labels_to_indices,
-                                  mean_squared_error, relu, relu_grad, sigmoid_grad,
-                                  softmax_loss, step_function, sum_squared_error)
+                                  mean_squared_error, relu, softmax_loss, step_function,
+                                  sum_squared_error)
 
 __all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "cross_entropy_error", "softmax_cross_entropy", "labels_to_indices",
@@ -18,15 +18,37 @@ __all__ = ["sigmoid", "sigmoid_grad", "relu", "relu_grad", "softmax",
            "softmax_loss"]
 
 
+def _map(kernel, x, dtype):
+    """``kernel(x, out)`` over x cast to ``dtype`` and a new ``out`` of its
+    shape and layout, both as flat views; returns ``out``."""
+    x = contiguous(x, dtype)
+    out = np.empty_like(x)
+    kernel(flat(x), flat(out))
+    return out
+
+
 def sigmoid(x):
     x = _checks.as_numeric_array("x", x)
     dtype = kernel_dtype(x)
     if dtype is None:
         return _reference.sigmoid(x)
-    x = contiguous(x, dtype)
-    out = np.empty_like(x)
-    _backend.KERNELS[dtype].sigmoid_forward(flat(x), flat(out))
-    return out
+    return _map(_backend.KERNELS[dtype].sigmoid_forward, x, dtype)
+
+
+def sigmoid_grad(x):
+    x = _checks.as_numeric_array("x", x)
+    dtype = kernel_dtype(x)
+    if dtype is None or x.ndim == 0:     # 0-d: the reference gives a NumPy scalar
+        return _reference.sigmoid_grad(x)
+    return _map(_backend.KERNELS[dtype].sigmoid_grad, x, dtype)
+
+
+def relu_grad(x):
+    x = _checks.as_numeric_array("x", x)
+    dtype = kernel_dtype(x, integers_become_float=False)
+    if dtype is None or x.ndim == 0:     # integers: float64 0/1 from the reference
+        return _reference.relu_grad(x)
+    return _map(_backend.KERNELS[dtype].relu_grad, x, dtype)
 
 
 def softmax(x):
@@ -58,6 +80,6 @@ def softmax_cross_entropy(x, t):
     return y, loss
 
 
-for _fast in (sigmoid, softmax, softmax_cross_entropy):
+for _fast in (sigmoid, sigmoid_grad, relu_grad, softmax, softmax_cross_entropy):
     _fast.__doc__ = getattr(_reference, _fast.__name__).__doc__
 del _fast

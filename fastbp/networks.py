@@ -94,7 +94,7 @@ class _FastTrainStep:
         if n > _checks.BLAS_INT_MAX:                 # before the labels are copied
             _checks.check_blas_size(N=n)             # raises
         t = self._checked_labels(t, n)
-        if not _backend.COMPILED or self.dtype not in (np.float32, np.float64):
+        if not _backend.COMPILED or self.dtype not in _backend.KERNELS:
             _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
             return super().train_step(x, t, optimizer)
         ws = self._get_workspace(n)

@@ -19,7 +19,6 @@ from conftest import PURE
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 EXPECT_INSTALLED = os.environ.get("FASTBP_EXPECT_INSTALLED", "0") not in ("", "0")
-COMPILED_MODULES = ("affine", "elementwise", "optim", "train")
 
 
 def is_inside(path, directory):
@@ -43,32 +42,72 @@ def test_compiled_core_is_the_one_running():
         assert backend.COMPILED is True
 
 
+def fused_kernels(module):
+    """{name: fused function} of a compiled module's public fused-type kernels."""
+    return {name: fn for name, fn in vars(module).items()
+            if not name.startswith("_") and hasattr(fn, "__signatures__")}
+
+
 def test_kernel_table_holds_each_dtypes_specialisations():
-    """The layers call fused kernels through backend.KERNELS, one namespace of
-    specialisations per dtype (no fused dispatcher per call)."""
+    """The layers call compiled kernels through backend.KERNELS, one namespace
+    of specialisations per dtype (no fused dispatcher per call), written out
+    in backend._kernels: both dtypes have every fused kernel of every
+    compiled module, each the specialisation of its dtype."""
     if PURE:
         assert backend.KERNELS == {}
         return
+    assert set(backend.KERNELS) == {np.dtype(np.float32), np.dtype(np.float64)}
+    table_float, table_double = (vars(backend.KERNELS[np.dtype(t)])
+                                 for t in (np.float32, np.float64))
+    assert table_float.keys() == table_double.keys()
+    every_kernel = {}
+    for module in backend.MODULES:
+        every_kernel.update(fused_kernels(module))
     kernels = ("affine_forward", "affine_backward", "relu_forward", "relu_backward",
-               "sigmoid_forward", "sigmoid_backward", "softmax_xent_labels",
-               "softmax_xent_onehot", "softmax_xent_backward_labels",
+               "relu_grad", "sigmoid_forward", "sigmoid_backward", "sigmoid_grad",
+               "softmax_xent_labels", "softmax_xent_onehot", "softmax_xent_backward_labels",
                "softmax_xent_backward_onehot", "sgd", "momentum", "nesterov", "adagrad",
                "rmsprop", "adam")
-    assert set(backend.KERNELS) == {np.dtype(np.float32), np.dtype(np.float64)}
-    for dtype, other in ((np.float32, np.float64), (np.float64, np.float32)):
-        table = backend.KERNELS[np.dtype(dtype)]
-        assert sorted(vars(table)) == sorted(kernels)
-        out = np.empty(3, dtype)
-        table.sigmoid_forward(np.zeros(3, dtype), out)
-        np.testing.assert_array_equal(out, 0.5)
-        with pytest.raises(ValueError, match="dtype mismatch"):   # no dispatch to `other`
-            table.sigmoid_forward(np.zeros(3, other), np.empty(3, other))
+    assert sorted(table_float) == sorted(kernels) == sorted(every_kernel)
+    for name, fused in every_kernel.items():
+        assert table_float[name] is fused.__signatures__["float"], name
+        assert table_double[name] is fused.__signatures__["double"], name
+
+
+@pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no compiled kernel is loaded")
+@pytest.mark.parametrize("dtype,other", [(np.float32, np.float64), (np.float64, np.float32)],
+                         ids=["float32", "float64"])
+def test_a_specialisation_refuses_the_other_dtype(dtype, other):
+    table = backend.KERNELS[np.dtype(dtype)]
+    out = np.empty(3, dtype)
+    table.sigmoid_forward(np.zeros(3, dtype), out)
+    np.testing.assert_array_equal(out, 0.5)
+    table.relu_grad(np.array([-1, 0, 2], dtype), out)
+    np.testing.assert_array_equal(out, [0, 0, 1])
+    for kernel, args in ((table.sigmoid_forward, (np.zeros(3, other), np.empty(3, other))),
+                         (table.relu_grad, (np.zeros(3, other), np.empty(3, other))),
+                         (table.sgd, (np.zeros(3, other), np.zeros(3, other), 0.1))):
+        with pytest.raises(ValueError, match="dtype mismatch"):    # no dispatch to `other`
+            kernel(*args)
+
+
+def test_every_compiled_module_is_listed_once():
+    """backend.MODULE_NAMES is the list of compiled modules the Python side
+    imports and `fastbp info` shows: one per .pyx file shipped with the package."""
+    shipped = sorted(path.stem for path in Path(fastbp.__file__).parent.glob("*.pyx"))
+    assert shipped == sorted(backend.MODULE_NAMES)
+    if PURE:
+        assert backend.MODULES == ()
+        return
+    assert [m.__name__ for m in backend.MODULES] == [f"fastbp.{n}" for n in backend.MODULE_NAMES]
+    assert (backend.affine, backend.elementwise, backend.optim, backend.train) == \
+        backend.MODULES
 
 
 @pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no compiled module is loaded")
-@pytest.mark.parametrize("name", COMPILED_MODULES)
+@pytest.mark.parametrize("name", backend.MODULE_NAMES)
 def test_compiled_modules_are_shared_libraries_next_to_the_package(name):
-    module = getattr(backend, name)
+    module = backend.MODULES[backend.MODULE_NAMES.index(name)]
     assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), \
         module.__file__
     # loaded from the same fastbp package as the Python code, not from elsewhere
@@ -85,8 +124,8 @@ def test_installed_package_is_tested_not_the_checkout():
     if PURE:        # FASTBP_PURE=1 run: the compiled core is deliberately not loaded
         return
     assert fastbp.COMPILED is True, f"installed fastbp has no compiled core: {backend.REASON}"
-    for name in COMPILED_MODULES:
-        so = getattr(backend, name).__file__
+    for module in backend.MODULES:
+        so = module.__file__
         assert not is_inside(so, CHECKOUT), f"{so} lives in the source checkout {CHECKOUT}"
 
 
@@ -102,6 +141,9 @@ def test_show_config_names_the_facts(capsys):
         assert core_line.rstrip().endswith("loaded") and "NOT" not in core_line
         simd_line = next(line for line in out.splitlines() if "simd" in line)
         assert "pure NumPy" not in simd_line
+        modules_line = next(line for line in out.splitlines() if "compiled modules" in line)
+        for module in backend.MODULES:      # every one of them
+            assert module.__file__ in modules_line
 
 
 def test_set_num_threads_validates_and_round_trips():

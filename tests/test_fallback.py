@@ -26,7 +26,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
 
 def core_is_built():
     """The compiled modules exist and import in a clean interpreter."""
-    code = "import fastbp._affine, fastbp._elementwise, fastbp._optim, fastbp._train"
+    code = ("import importlib\nfrom fastbp._backend import MODULE_NAMES\n"
+            "for name in MODULE_NAMES:\n    importlib.import_module('fastbp.' + name)")
     env = _env(None)
     # cwd=REPO (the directory fastbp was imported from): `python -c` puts the
     # cwd first on sys.path, and from a checkout's root the uncompiled tree

@@ -8,7 +8,8 @@ from hypothesis import given, strategies as st
 import fastbp.functions as fast_functions
 import fastbp.reference.functions as ref_functions
 from conftest import (FLOAT_DTYPES, HYPOTHESIS, LAYOUTS, assert_close, assert_identical,
-                      float_arrays, random_array, small_shapes, with_layout, with_special_zeros)
+                      float_arrays, random_array, rtol_for, small_shapes, with_layout,
+                      with_special_zeros)
 
 SHAPES = [(1,), (7,), (257,), (1, 1), (1, 257), (3, 7), (33, 3), (257, 1), (2, 3, 5)]
 SOFTMAX_SHAPES = [(1,), (3,), (257,), (1, 1), (1, 257), (3, 7), (7, 3), (33, 33), (257, 2)]
@@ -31,10 +32,9 @@ def one_hot(labels, n_classes, dtype=np.float64):
 
 def test_shared_functions_are_the_reference_ones():
     """The functions without a kernel are the reference functions themselves."""
-    for name in ("relu", "relu_grad", "sigmoid_grad", "cross_entropy_error",
-                 "labels_to_indices"):
+    for name in ("relu", "cross_entropy_error", "labels_to_indices"):
         assert getattr(fast_functions, name) is getattr(ref_functions, name), name
-    for name in ("sigmoid", "softmax", "softmax_cross_entropy"):
+    for name in ("sigmoid", "sigmoid_grad", "relu_grad", "softmax", "softmax_cross_entropy"):
         assert getattr(fast_functions, name) is not getattr(ref_functions, name), name
         assert getattr(fast_functions, name).__doc__ == getattr(ref_functions, name).__doc__
 
@@ -110,6 +110,83 @@ def test_relu_and_grads_match_reference(dtype, layout, rng):
     assert_close(fast, ref, dtype)
     s = ref_functions.sigmoid(x)
     assert_close(fast, (1 - s) * s, dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_relu_grad_and_sigmoid_grad_match_reference(dtype, shape, layout, rng):
+    x = with_layout(with_special_zeros(rng, random_array(rng, shape, dtype, scale=10.0)), layout)
+    before = x.copy()
+    fast, ref = both("relu_grad", x)
+    assert_identical(fast, ref)
+    fast, ref = both("sigmoid_grad", x)
+    assert_close(fast, ref, dtype)
+    assert ((fast >= 0) & (fast <= 0.25)).all()
+    np.testing.assert_array_equal(x, before)              # the input is left alone
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_relu_grad_and_sigmoid_grad_special_values(dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, tiny, -tiny, 1e30, -1e30, 88.0, -88.0,
+                  -104.0, 2.0], dtype=dtype)
+    fast, ref = both("relu_grad", x)
+    assert_identical(fast, ref)
+    np.testing.assert_array_equal(fast, [0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1])
+    fast, ref = both("sigmoid_grad", x)
+    assert_close(fast, ref, dtype)
+    assert np.isnan(fast[0]) and not np.isnan(fast[1:]).any()
+    np.testing.assert_array_equal(fast[1:5], [0, 0, 0.25, 0.25])   # the ends and the peak
+    assert fast[-1] == pytest.approx(np.exp(-2.0) / (1 + np.exp(-2.0)) ** 2,
+                                     rel=rtol_for(dtype))
+
+
+@pytest.mark.parametrize("name", ["relu_grad", "sigmoid_grad"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+@HYPOTHESIS
+@given(data=st.data())
+def test_relu_grad_and_sigmoid_grad_hypothesis(name, dtype, data):
+    x = data.draw(float_arrays(dtype, small_shapes(min_side=0), -1e3, 1e3))
+    fast, ref = both(name, x)
+    assert_close(fast, ref, dtype)
+
+
+def test_relu_grad_and_sigmoid_grad_large_arrays_use_threads_and_match(rng):
+    x = random_array(rng, (331, 401), scale=20.0)        # above the parallel threshold
+    for layout in ("C", "F"):
+        fast, ref = both("relu_grad", with_layout(x, layout))
+        assert_identical(fast, ref)
+        fast, ref = both("sigmoid_grad", with_layout(x, layout))
+        assert_close(fast, ref, np.float64)
+
+
+@pytest.mark.parametrize("name", ["relu_grad", "sigmoid_grad"])
+@pytest.mark.parametrize("value", [3, -2.5, np.float32(1.5), np.float64(0.0), True,
+                                   np.array(-1.0, np.float32)], ids=repr)
+def test_relu_grad_and_sigmoid_grad_of_scalars(name, value):
+    """0-d input: a NumPy scalar out, as from the reference."""
+    fast, ref = both(name, value)
+    assert type(fast) is type(ref) and isinstance(fast, np.generic)
+    assert_identical(fast, ref)
+
+
+@pytest.mark.parametrize("name", ["relu_grad", "sigmoid_grad"])
+@pytest.mark.parametrize("value", [[0.0, 1.0], [[-1.5, 2.0]], np.zeros((2, 0, 3), np.float32),
+                                   np.zeros(0)], ids=repr)
+def test_relu_grad_and_sigmoid_grad_of_lists_and_empty_arrays(name, value):
+    fast, ref = both(name, value)
+    assert type(fast) is type(ref) is np.ndarray
+    assert_close(fast, ref, ref.dtype)
+
+
+@pytest.mark.parametrize("int_dtype", [np.int64, np.uint8, np.bool_])
+def test_relu_grad_and_sigmoid_grad_of_integers_are_float64(int_dtype):
+    x = np.array([[0, 1], [1, 0]], dtype=int_dtype)
+    for name in ("relu_grad", "sigmoid_grad"):
+        fast, ref = both(name, x)
+        assert fast.dtype == np.float64
+        assert_close(fast, ref, np.float64)
 
 
 # ---------------------------------------------------------------------------
@@ -252,7 +329,7 @@ def test_cross_entropy_error_single_sample():
 @pytest.mark.parametrize("dtype", [np.float16, np.longdouble], ids=dtype_id)
 def test_uncovered_dtypes_give_the_reference_result(dtype, rng):
     x = random_array(rng, (4, 6), dtype, scale=3.0)
-    for name in ("sigmoid", "softmax", "relu"):
+    for name in ("sigmoid", "softmax", "relu", "relu_grad", "sigmoid_grad"):
         fast, ref = both(name, x)
         assert fast.dtype == dtype
         assert_identical(fast, ref)
@@ -271,6 +348,8 @@ BAD_VALUES = {
 FUNCTION_CALLS = {
     "sigmoid": lambda m, bad: m.sigmoid(bad),
     "relu": lambda m, bad: m.relu(bad),
+    "relu_grad": lambda m, bad: m.relu_grad(bad),
+    "sigmoid_grad": lambda m, bad: m.sigmoid_grad(bad),
     "softmax": lambda m, bad: m.softmax(bad),
     "softmax_cross_entropy": lambda m, bad: m.softmax_cross_entropy(bad, np.array([0])),
     "cross_entropy_error": lambda m, bad: m.cross_entropy_error(bad, np.array([0])),
@@ -338,7 +417,8 @@ def test_kernel_path_only_for_float32_and_float64(dtype, monkeypatch, rng):
                                              for dtype in (np.float32, np.float64)})
     x = random_array(rng, (3, 4), dtype)
     calls = [lambda: fast_functions.sigmoid(x), lambda: fast_functions.softmax(x),
-             lambda: fast_functions.softmax_cross_entropy(x, np.array([0, 1, 3]))]
+             lambda: fast_functions.softmax_cross_entropy(x, np.array([0, 1, 3])),
+             lambda: fast_functions.relu_grad(x), lambda: fast_functions.sigmoid_grad(x)]
     for call in calls:
         if backend.COMPILED and dtype in (np.float32, np.float64):
             with pytest.raises(KernelCalled):

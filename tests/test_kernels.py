@@ -267,6 +267,28 @@ def test_sigmoid_backward_kernel(dtype, rng):
     np.testing.assert_array_equal(dx, dout * (1 - out) * out)    # the book's order, exactly
 
 
+@pytest.mark.parametrize("dtype,values", [(np.float64, F64_SPECIALS),
+                                          (np.float32, F32_SPECIALS)], ids=["float64", "float32"])
+def test_sigmoid_grad_kernel_is_one_minus_sigmoid_times_sigmoid(dtype, values):
+    """The fused loop computes s as sigmoid_forward's portable loop does, then
+    (1 - s) * s.  Against that product from the exact sigmoid: relative error
+    a few ulp, plus where 1 - s cancels (s near 1) the error of s itself, an
+    ulp or two of s."""
+    x = np.concatenate([np.array(values, dtype=dtype),
+                        np.linspace(-120, 120, 10_001, dtype=dtype)])
+    out = np.full_like(x, 7.0)
+    _elementwise.sigmoid_grad(x, out)
+    s = exact_sigmoid(x)
+    exact = (1 - s) * s
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(x))
+    finite = ~np.isnan(x)
+    eps, tiny = float(np.finfo(dtype).eps), float(np.finfo(dtype).smallest_subnormal)
+    bound = 8 * eps * exact + 4 * eps * s + 2 * tiny
+    assert (np.abs(out - exact)[finite] <= bound[finite]).all()
+    assert ((out[finite] >= 0) & (out[finite] <= 0.25)).all()
+    assert out[x == 0][0] == 0.25 and (out[np.isinf(x)] == 0).all()
+
+
 # ---------------------------------------------------------------------------
 # _elementwise: relu
 # ---------------------------------------------------------------------------
@@ -290,6 +312,11 @@ def test_relu_kernel_nan_and_signed_zero(dtype):
     ref = dout.copy()
     ref[masked] = 0
     np.testing.assert_array_equal(dx, ref)
+
+    grad = np.full_like(x, 7.0)
+    _elementwise.relu_grad(x, grad)
+    np.testing.assert_array_equal(grad, [0, 0, 0, 0, 1, 1, 0, 0, 1])    # NaN: 0, not masked
+    assert not np.signbit(grad).any()
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +372,10 @@ def run_all_elementwise(x, dout):
     _elementwise.sigmoid_forward(x, sig)
     sig_dx = np.empty_like(x)
     _elementwise.sigmoid_backward(dout, sig, sig_dx)
-    return out, mask, relu_dx, sig, sig_dx
+    relu_grad, sig_grad = np.empty_like(x), np.empty_like(x)
+    _elementwise.relu_grad(x, relu_grad)
+    _elementwise.sigmoid_grad(x, sig_grad)
+    return out, mask, relu_dx, sig, sig_dx, relu_grad, sig_grad
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -401,7 +431,10 @@ def test_set_num_threads_round_trip():
     lambda: _elementwise.relu_backward(np.ones(4), np.zeros(4, np.uint8), np.empty(5)),
     lambda: _elementwise.sigmoid_forward(np.ones(4), np.empty(2)),
     lambda: _elementwise.sigmoid_backward(np.ones(4), np.ones(4), np.empty(3)),
-], ids=["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward"])
+    lambda: _elementwise.relu_grad(np.ones(4), np.empty(5)),
+    lambda: _elementwise.sigmoid_grad(np.ones(4, np.float32), np.empty(3, np.float32)),
+], ids=["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "relu_grad",
+        "sigmoid_grad"])
 def test_elementwise_kernels_refuse_arrays_of_different_lengths(call):
     # the Python layers never pass these; the guard keeps a misuse from
     # reading or writing past an array

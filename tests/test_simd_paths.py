@@ -1,4 +1,4 @@
-"""Every SIMD level of src/fb_simd.h gives the same numbers.
+"""Every SIMD level of the C loops (src/fb_loops.h) gives the same numbers.
 
 The installed extension runs only the loop version that suits this CPU (the
 AVX-512 intrinsic loops, or the target_clones version the resolver picks),
@@ -25,7 +25,7 @@ from fastbp.reference.functions import sigmoid, softmax_cross_entropy
 HEADER_DIR = Path(__file__).resolve().parents[1] / "fastbp" / "src"
 
 WRAPPERS = r"""
-#include "fb_simd.h"
+#include "fb_loops.h"
 const char *level(void) { return fb_simd_level(); }
 void sigmoid_d(const double *x, double *out, ptrdiff_t n) { fb_sigmoid_forward_d(x, out, n); }
 void sigmoid_f(const float *x, float *out, ptrdiff_t n) { fb_sigmoid_forward_f(x, out, n); }
@@ -41,6 +41,12 @@ void relu_forward_d(const double *x, double *out, uint8_t *mask, ptrdiff_t n) { 
 void relu_forward_f(const float *x, float *out, uint8_t *mask, ptrdiff_t n) { fb_relu_forward_f(x, out, mask, n); }
 void relu_backward_d(const double *d, const uint8_t *mask, double *dx, ptrdiff_t n) { fb_relu_backward_d(d, mask, dx, n); }
 void relu_backward_f(const float *d, const uint8_t *mask, float *dx, ptrdiff_t n) { fb_relu_backward_f(d, mask, dx, n); }
+void relu_grad_d(const double *x, double *out, ptrdiff_t n) { fb_relu_grad_d(x, out, n); }
+void relu_grad_f(const float *x, float *out, ptrdiff_t n) { fb_relu_grad_f(x, out, n); }
+void sigmoid_backward_d(const double *d, const double *y, double *dx, ptrdiff_t n) { fb_sigmoid_backward_d(d, y, dx, n); }
+void sigmoid_backward_f(const float *d, const float *y, float *dx, ptrdiff_t n) { fb_sigmoid_backward_f(d, y, dx, n); }
+void sigmoid_grad_d(const double *x, double *out, ptrdiff_t n) { fb_sigmoid_grad_d(x, out, n); }
+void sigmoid_grad_f(const float *x, float *out, ptrdiff_t n) { fb_sigmoid_grad_f(x, out, n); }
 """
 
 
@@ -79,8 +85,8 @@ pytestmark = [
     pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                        reason="the ISA levels compiled here are x86-64 ones"),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to compile the header"),
-    pytest.mark.skipif(not (HEADER_DIR / "fb_simd.h").exists(),
-                       reason="needs the source checkout's fastbp/src/fb_simd.h"),
+    pytest.mark.skipif(not (HEADER_DIR / "fb_loops.h").exists(),
+                       reason="needs the source checkout's fastbp/src/fb_loops.h"),
 ]
 
 
@@ -101,7 +107,9 @@ def simd_lib(request, tmp_path_factory):
     for dtype, suffix in ((np.float64, "d"), (np.float32, "f")):
         ptr = np.ctypeslib.ndpointer(dtype, flags="C")
         labels = np.ctypeslib.ndpointer(np.int64, flags="C")
-        getattr(lib, f"sigmoid_{suffix}").argtypes = [ptr, ptr, ctypes.c_ssize_t]
+        for kernel in ("sigmoid", "relu_grad", "sigmoid_grad"):
+            getattr(lib, f"{kernel}_{suffix}").argtypes = [ptr, ptr, ctypes.c_ssize_t]
+        getattr(lib, f"sigmoid_backward_{suffix}").argtypes = [ptr, ptr, ptr, ctypes.c_ssize_t]
         # ReLU takes raw addresses: the tests hand it misaligned slices
         getattr(lib, f"relu_forward_{suffix}").argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_ssize_t]
         getattr(lib, f"relu_backward_{suffix}").argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_ssize_t]
@@ -305,3 +313,35 @@ def test_relu_exact_at_every_alignment(simd_lib, dtype, size):
         for buffer, fill in ((out, 7.0), (mask, 9), (dx, 7.0)):
             assert np.all(buffer[:offset] == fill) and np.all(buffer[offset + size:] == fill), \
                 "wrote outside the output"
+
+
+# The portable-only loops (one version each, target_clones): sigmoid
+# backward, the derivatives of ReLU and sigmoid.  Every short length (the
+# vector tails) and specials; sigmoid_grad within a few ulp of (1 - s) * s
+# (plus s's own error where 1 - s cancels), the others exact.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_portable_only_loops_every_short_length(simd_lib, dtype):
+    suffix = "d" if dtype == np.float64 else "f"
+    eps, tiny = float(np.finfo(dtype).eps), float(np.finfo(dtype).smallest_subnormal)
+    rng = np.random.default_rng(5)
+    for n in [*range(41), 1000, 4097]:
+        x = (rng.standard_normal(n) * 30).astype(dtype)
+        if n > 4:
+            x[:4] = np.nan, -0.0, np.inf, -np.inf
+        y = rng.random(n).astype(dtype)
+        dout = rng.standard_normal(n).astype(dtype)
+        outs = {name: np.full(n + 20, 7.0, dtype) for name in ("rg", "sg", "sb")}
+        getattr(simd_lib, f"relu_grad_{suffix}")(x, outs["rg"], n)
+        getattr(simd_lib, f"sigmoid_grad_{suffix}")(x, outs["sg"], n)
+        getattr(simd_lib, f"sigmoid_backward_{suffix}")(dout, y, outs["sb"], n)
+        for out in outs.values():
+            assert np.all(out[n:] == 7.0), "wrote past the end"
+        np.testing.assert_array_equal(outs["rg"][:n], (x > 0).astype(dtype))
+        np.testing.assert_array_equal(outs["sb"][:n], dout * (1 - y) * y)
+        s = sigmoid(x.astype(np.float64))
+        exact = (1 - s) * s
+        grad = outs["sg"][:n]
+        assert np.array_equal(np.isnan(grad), np.isnan(x))
+        ok = ~np.isnan(x)
+        bound = 8 * eps * exact + 4 * eps * s + 2 * tiny
+        assert (np.abs(grad - exact)[ok] <= bound[ok]).all()

@@ -66,10 +66,10 @@ def compiler_flags(compiler):
         # -O3 for vectorisation; no -ffast-math (NaN/inf semantics matter).
         # -fno-math-errno lets sqrt vectorise (nothing reads errno) and
         # -fno-trapping-math lets the compiler turn the branch-free selects of
-        # src/fb_simd.h into blends on AVX2/SSE (nothing installs FP trap
+        # src/fb_generic_loops.h into blends on AVX2/SSE (nothing installs FP trap
         # handlers); neither changes a computed value.
         compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
-        # `omp simd` reductions in src/fb_simd.h, with or without the OpenMP runtime
+        # `omp simd` reductions in src/fb_generic_loops.h, with or without the OpenMP runtime
         if _compiler_accepts(compiler, "-fopenmp-simd"):
             compile_args.append("-fopenmp-simd")
             macros.append(("FB_OPENMP_SIMD", "1"))

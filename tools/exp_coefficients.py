@@ -1,4 +1,4 @@
-"""Print the exp constants of src/fb_simd.h, computed in 50-digit arithmetic (mpmath).
+"""Print the exp constants of src/fb_math.h, computed in 50-digit arithmetic (mpmath).
 
 * fb_exp_d / fb_exp_f (the generic loops, and fb_exp512_f): a Chebyshev fit
   of exp on the reduced range [-ln2/2, ln2/2], highest degree first, with

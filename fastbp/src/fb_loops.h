@@ -1,0 +1,44 @@
+/*
+ * fb_loops.h: fastbp's C loops.  The one header the Cython code includes
+ * (through fastbp/_loops.pxd, which wraps each entry point for the fused
+ * float/double type).
+ *
+ * Entry points (fb_dispatch.h), each as fb_<kernel>_d (double) and
+ * fb_<kernel>_f (float):
+ *   fb_relu_forward   fb_relu_backward   fb_relu_grad
+ *   fb_sigmoid_forward   fb_sigmoid_backward   fb_sigmoid_grad
+ *   fb_softmax_xent_labels   fb_softmax_xent_onehot
+ *   fb_softmax_xent_backward_labels   fb_softmax_xent_backward_onehot
+ * and fb_simd_level() (fb_cpu.h): which loop versions run, for `fastbp info`.
+ *
+ * One concern a file:
+ *   fb_cpu.h            which CPU code is compiled (target_clones, AVX-512)
+ *                       and which of it runs
+ *   fb_math.h           exp and reciprocal, scalar and AVX-512
+ *   fb_dtype.h          the element type of the three templates below
+ *   fb_generic_loops.h  the portable loops, fb_generic_<kernel>   (template)
+ *   fb_avx512_loops.h   AVX-512 versions, fb_avx512_<kernel>      (template)
+ *   fb_dispatch.h       the entry points, fb_<kernel>             (template)
+ * The templates are written once over FB_T and compiled here per dtype.
+ */
+#ifndef FB_LOOPS_H
+#define FB_LOOPS_H
+
+#include "fb_cpu.h"
+#include "fb_math.h"
+
+#define FB_DTYPE_DOUBLE 0          /* float: fb_<kernel>_f */
+#include "fb_dtype.h"
+#include "fb_generic_loops.h"
+#include "fb_avx512_loops.h"
+#include "fb_dispatch.h"
+#undef FB_DTYPE_DOUBLE
+
+#define FB_DTYPE_DOUBLE 1          /* double: fb_<kernel>_d */
+#include "fb_dtype.h"
+#include "fb_generic_loops.h"
+#include "fb_avx512_loops.h"
+#include "fb_dispatch.h"
+#undef FB_DTYPE_DOUBLE
+
+#endif /* FB_LOOPS_H */
