@@ -34,6 +34,7 @@ def config_dict():
         ew = _backend.elementwise
         info["openmp"] = "yes" if ew.openmp_enabled() else "no (serial build)"
         info["simd"] = ew.simd_level()
+        info["compiler"] = ew.compiler()
         info["compiled modules"] = ", ".join(m.__file__ for m in _backend.MODULES)
     return info
 
