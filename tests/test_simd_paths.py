@@ -15,6 +15,7 @@ short length (the intrinsic loops end in a masked vector).
 import ctypes
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -369,3 +370,15 @@ def test_portable_only_loops_every_short_length(simd_lib, dtype):
         ok = ~np.isnan(x)
         bound = 8 * eps * exact + 4 * eps * s + 2 * tiny
         assert (np.abs(grad - exact)[ok] <= bound[ok]).all()
+
+
+def test_entry_points_reach_portable_loops_through_fb_generic():
+    """Under Clang's hand dispatch FB_NAME(fb_generic_x) is always the SSE2
+    version; the entry points must call FB_GENERIC(fb_generic_x), which picks
+    the CPU's (every FB_CLONES loop is reached from an entry point)."""
+    dispatch = (HEADER_DIR / "fb_dispatch.h").read_text()
+    assert "FB_NAME(fb_generic_" not in dispatch
+    loops = (HEADER_DIR / "fb_generic_loops.h").read_text()
+    cloned = set(re.findall(r"FB_CLONES\s+static\s+\w+\s+FB_NAME\((fb_generic_\w+)\)", loops))
+    called = set(re.findall(r"FB_GENERIC\((fb_generic_\w+)\)", dispatch))
+    assert cloned and cloned == called
