@@ -37,6 +37,9 @@ def run(path, timeout=600):
             client.execute()
         except CellExecutionError as exc:
             return [f"cell failed:\n{exc}"]
+        finally:      # a kernel manager handed to nbclient is ours to shut down
+            if manager.has_kernel:
+                manager.shutdown_kernel()
     problems = []
     for number, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         kinds = []
