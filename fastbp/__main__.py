@@ -234,7 +234,7 @@ def cmd_train(parser, args):
             print(f"saved parameters to {written}")
     if args.plot is not None:
         try:
-            _plot_curves(trainer, args.plot, title)
+            trainer.plot(args.plot, title=title)
         except (OSError, ValueError) as exc:
             raise CommandError(f"--plot {args.plot}: {exc}") from None
         if not args.quiet:
@@ -244,33 +244,6 @@ def cmd_train(parser, args):
     print(f"test accuracy: {trainer.test_acc:.4f} ({steps} steps, {trainer.elapsed:.2f} s, "
           f"{rate:.1f} steps/s)")
     return 0
-
-
-def _plot_curves(trainer, path, title):
-    from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    losses = trainer.train_loss_list
-    ax_loss.plot(range(1, len(losses) + 1), losses, linewidth=0.8)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("training loss (mini-batch)")
-    ax_loss.set_title("loss")
-    epochs = range(1, len(trainer.test_acc_list) + 1)
-    if len(epochs):
-        ax_acc.plot(epochs, trainer.train_acc_list, marker="o", markersize=3, label="train")
-        ax_acc.plot(epochs, trainer.test_acc_list, marker="s", markersize=3,
-                    linestyle="--", label="test")
-        ax_acc.legend(loc="lower right")
-    else:
-        ax_acc.text(0.5, 0.5, "no complete epoch", ha="center", va="center",
-                    transform=ax_acc.transAxes)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(0, 1.0)
-    ax_acc.set_title(f"accuracy (final test {trainer.test_acc:.4f})")
-    fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
 
 
 # ---------------------------------------------------------------------------

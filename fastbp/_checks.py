@@ -6,11 +6,16 @@ compiled kernels never see an array these functions have not approved.
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
 # Largest dimension BLAS (32-bit integer interface) can be handed.
 BLAS_INT_MAX = 2**31 - 1
+
+# NumPy < 1.24 makes a ragged nested list an object array with this warning
+# (NumPy >= 1.24 raises ValueError); np.exceptions is NumPy >= 1.25.
+_RAGGED_WARNING = getattr(getattr(np, "exceptions", np), "VisibleDeprecationWarning")
 
 
 def as_numeric_array(name, value):
@@ -20,8 +25,13 @@ def as_numeric_array(name, value):
     complex, datetime and other non-real dtypes.  Never copies an ndarray.
     """
     try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
+        if type(value) is np.ndarray:     # the common case: no conversion, no warning
+            arr = value
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", _RAGGED_WARNING)
+                arr = np.asarray(value)
+    except (ValueError, TypeError, _RAGGED_WARNING) as exc:
         raise TypeError(f"{name}: expected a real numeric array, got "
                         f"{type(value).__name__} that NumPy cannot convert ({exc})") from None
     if arr.dtype.kind not in "biuf":

@@ -10,11 +10,15 @@ def _blas_description():
     """The BLAS library scipy's cython_blas (the one fastbp calls) links to."""
     try:
         import scipy
-        config = scipy.show_config(mode="dicts")
-        blas = config["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')} (through scipy {scipy.__version__})".strip()
-    except Exception as exc:  # old scipy without mode="dicts"
+    except ImportError as exc:
         return f"unknown ({type(exc).__name__})"
+    try:
+        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # scipy < 1.11: no mode="dicts", numpy.distutils' info dicts
+        libraries = getattr(scipy.__config__, "blas_opt_info", {}).get("libraries", ["?"])
+        name = " ".join(dict.fromkeys(libraries))
+    return f"{name} (through scipy {scipy.__version__})"
 
 
 def config_dict():
@@ -34,6 +38,7 @@ def config_dict():
         ew = _backend.elementwise
         info["openmp"] = "yes" if ew.openmp_enabled() else "no (serial build)"
         info["simd"] = ew.simd_level()
+        info["compiler"] = ew.compiler()
         info["compiled modules"] = ", ".join(m.__file__ for m in _backend.MODULES)
     return info
 

@@ -47,6 +47,11 @@ def simd_level():
     return _loops.fb_simd_level().decode()
 
 
+def compiler():
+    """The C compiler that built the loops, e.g. 'GCC 12.2.0' or 'Clang 14.0.6'."""
+    return _loops.fb_compiler().decode().strip()
+
+
 def set_num_threads(int n):
     """Threads for the elementwise kernels; 0 restores the OpenMP default."""
     global _n_threads

@@ -16,6 +16,7 @@ from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "fb_loops.h" nogil:
     const char *fb_simd_level()
+    const char *fb_compiler()
 
 
 cdef extern from "fb_loops.h" nogil:

@@ -12,11 +12,14 @@ Differences from the book:
     book's ``MultiLayerNetExtend`` is test mode (no dropout, running
     statistics);
   * progress is a tqdm bar (loss and steps/s, refreshed every 20 steps)
-    plus one ``tqdm.write`` line per epoch, instead of a print per step;
+    plus one ``tqdm.write`` line per epoch, instead of a print per step; in
+    Jupyter the bar is tqdm's notebook widget (``tqdm.auto``; it needs
+    ipywidgets, else tqdm falls back to the text bar);
   * the accuracy is evaluated at the end of every epoch (the book evaluates
     after the first step and then every ``iter_per_epoch`` steps);
   * ``max_iter`` can cap the number of steps; ``n_steps``, ``elapsed`` and
-    ``test_acc`` report what happened.
+    ``test_acc`` report what happened, and ``plot()`` draws the loss and
+    accuracy curves (the figure ``fastbp train --plot`` saves).
 
 Optimizers come from ``fastbp.optimizers`` (compiled) when it imports, else
 from ``fastbp.reference.optimizers``; assign a module with a
@@ -26,7 +29,7 @@ import numbers
 import time
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 __all__ = ["Trainer"]
 
@@ -89,7 +92,8 @@ class Trainer:
     After ``train()``: ``train_loss_list`` (one float per step),
     ``train_acc_list``/``test_acc_list`` (one float per completed epoch),
     ``test_acc`` (final accuracy on the whole test set), ``n_steps`` (steps
-    run so far), ``elapsed`` (seconds spent in the last ``train()``).
+    run so far), ``elapsed`` (seconds spent in the last ``train()``);
+    ``plot()`` draws them.
 
     The batch arrays handed to ``train_step`` are buffers reused (overwritten)
     at every step; a network must not keep them across steps.
@@ -228,3 +232,44 @@ class Trainer:
             tqdm.write(f"final test acc {self.test_acc:.4f} ({steps} steps in "
                        f"{self.elapsed:.2f} s, {rate:.0f} steps/s)")
         return self
+
+    def plot(self, path=None, title=None):
+        """The training curves: the loss of every step (left) and the train and
+        test accuracy of every epoch (right), with the final test accuracy.
+
+        Returns a ``matplotlib.figure.Figure`` (no pyplot: no window, no global
+        state; a notebook displays it inline); with ``path``, also saves it
+        there (the format from the extension). ``title`` defaults to the
+        network, optimizer and batch size. Needs matplotlib
+        (``pip install "fastbp[plot]"``).
+        """
+        from matplotlib.figure import Figure
+
+        if title is None:
+            title = (f"{type(self.network).__name__}, {self.optimizer!r}, "
+                     f"batch {self.batch_size}")
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        losses = self.train_loss_list
+        ax_loss.plot(range(1, len(losses) + 1), losses, linewidth=0.8)
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("training loss (mini-batch)")
+        ax_loss.set_title("loss")
+        epochs = range(1, len(self.test_acc_list) + 1)
+        if len(epochs):
+            ax_acc.plot(epochs, self.train_acc_list, marker="o", markersize=3, label="train")
+            ax_acc.plot(epochs, self.test_acc_list, marker="s", markersize=3,
+                        linestyle="--", label="test")
+            ax_acc.legend(loc="lower right")
+        else:
+            ax_acc.text(0.5, 0.5, "no complete epoch", ha="center", va="center",
+                        transform=ax_acc.transAxes)
+        ax_acc.set_xlabel("epoch")
+        ax_acc.set_ylabel("accuracy")
+        ax_acc.set_ylim(0, 1.0)
+        final = "not trained yet" if self.test_acc is None else f"final test {self.test_acc:.4f}"
+        ax_acc.set_title(f"accuracy ({final})")
+        fig.suptitle(title, fontsize=9)
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig

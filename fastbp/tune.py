@@ -459,7 +459,7 @@ def random_search(n_trials=100, *, lr_range=DEFAULT_LR_RANGE,
     Returns a ``SearchResult`` (trials sorted by final validation accuracy).
     """
     import joblib
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     n_trials = _check_int("n_trials", n_trials, 1)
     lr_range = _check_range("lr_range", lr_range)

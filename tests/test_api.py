@@ -141,6 +141,8 @@ def test_show_config_names_the_facts(capsys):
         assert core_line.rstrip().endswith("loaded") and "NOT" not in core_line
         simd_line = next(line for line in out.splitlines() if "simd" in line)
         assert "pure NumPy" not in simd_line
+        compiler = fastbp._config.config_dict()["compiler"]
+        assert compiler.split()[0] in ("GCC", "Clang", "MSVC") and compiler == compiler.strip()
         modules_line = next(line for line in out.splitlines() if "compiled modules" in line)
         for module in backend.MODULES:      # every one of them
             assert module.__file__ in modules_line

@@ -25,6 +25,7 @@ def differences(output):
     return found
 
 
+@pytest.mark.book_run
 def test_batch_norm_gradient_check_is_no_worse_than_the_books(book_copies_with_mnist):
     """The script as published (one sample through a 784-100-100-10 net with
     batch norm), seeded, under the book's layers and under fastbp's; and the

@@ -137,6 +137,7 @@ def predicted_classes(predict, x):
 
 
 @requires_book_and_mnist
+@pytest.mark.book_run
 @pytest.mark.parametrize("name,params_file", [("SimpleConvNet", "ch07/params.pkl"),
                                               ("DeepConvNet", "ch08/deep_convnet_params.pkl")])
 def test_shipped_weights_predict_as_the_book(name, params_file, book_predictions, mnist_test):

@@ -152,7 +152,7 @@ def test_rng_stream_is_the_generators_float32_uniforms_compared_in_float64(L, ra
     shape = (64, 33)                   # an even element count: no half left over
     layer = L.Dropout(ratio, rng=2024)
     layer.forward(np.ones(shape, np.float32))
-    want = np.random.default_rng(2024).random(shape, dtype=np.float32) > np.float64(ratio)
+    want = np.random.default_rng(2024).random(shape, dtype=np.float32).astype(np.float64) > ratio
     assert_identical(layer.mask, want)
     assert_identical(layer.mask, masks_from_raw_bits(2024, want.size, ratio).reshape(shape))
 
@@ -165,7 +165,7 @@ def test_rng_ratio_is_compared_in_float64_not_rounded_to_float32():
     layer = ref_layers.Dropout(ratio, rng=1)
     layer.forward(np.ones(draws.size))
     assert layer.mask[i]                     # kept: draws[i] > ratio
-    assert_identical(layer.mask, draws > np.float64(ratio))
+    assert_identical(layer.mask, draws.astype(np.float64) > ratio)
 
 
 @LAYERS

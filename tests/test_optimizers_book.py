@@ -108,7 +108,8 @@ def run_book_step(step, hyper, params, grad_steps):
 
 
 def assert_same_trajectory(got, want):
-    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
         for key in w:
             np.testing.assert_allclose(g[key], w[key], rtol=1e-12, atol=1e-12,
                                        err_msg=f"step {i + 1}, {key}")

@@ -5,14 +5,17 @@ AVX-512 intrinsic loops, or the target_clones version the resolver picks),
 so the other versions would go untested.  Here the header is compiled once
 per path (baseline x86-64, AVX2, AVX-512 generic loops with
 FB_NO_AVX512_KERNELS, AVX-512 intrinsics directly under -march=x86-64-v4 and
-through the runtime dispatch of a portable build, where the CPU has them)
-into a small shared library, and its sigmoid and softmax + cross-entropy are
+through the runtime dispatch of a portable build, where the CPU has them),
+with GCC (target_clones) and with Clang (hand dispatch, its v3 and baseline
+versions reached through the dispatch by capping FB_MAX_CPU_LEVEL) where each
+is installed, into a small shared library, and its sigmoid and softmax + cross-entropy are
 compared with the NumPy reference on special values, dense sweeps and every
 short length (the intrinsic loops end in a masked vector).
 """
 import ctypes
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,28 +66,47 @@ def _cpu_flags():
 
 # FASTBP_NATIVE: one version for the given -march, as setup.py's native build
 NATIVE = ["-DFASTBP_NATIVE=1"]
+# Compilers the header is built with: GCC clones the portable loops with
+# target_clones, Clang dispatches them by hand (fb_generic_versions.h).
+COMPILERS = [cc for cc in ("gcc", "clang") if shutil.which(cc)]
 
 
 def _levels():
-    """(name, extra gcc flags, True if the AVX-512 intrinsic loops run)."""
+    """(name, compiler, extra flags, True if the AVX-512 intrinsic loops run,
+    words fb_simd_level() must say or None)."""
     flags = _cpu_flags()
-    levels = [("baseline", NATIVE, False)]
-    if {"avx2", "fma"} <= flags:
-        levels.append(("x86-64-v3", [*NATIVE, "-march=x86-64-v3"], False))
-    if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= flags:
-        levels += [
-            ("x86-64-v4", [*NATIVE, "-march=x86-64-v4", "-DFB_NO_AVX512_KERNELS=1"], False),
-            ("x86-64-v4-intrinsics", [*NATIVE, "-march=x86-64-v4"], True),
-            # the portable build: target_clones + the runtime CPU check
-            ("portable-dispatch", [], True),
-        ]
+    levels = []
+    for cc in COMPILERS:
+        levels.append((f"{cc}-baseline", cc, NATIVE, False, None))
+        if {"avx2", "fma"} <= flags:
+            levels.append((f"{cc}-x86-64-v3", cc, [*NATIVE, "-march=x86-64-v3"], False, None))
+        if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= flags:
+            levels += [
+                (f"{cc}-x86-64-v4", cc, [*NATIVE, "-march=x86-64-v4",
+                                         "-DFB_NO_AVX512_KERNELS=1"], False, None),
+                (f"{cc}-x86-64-v4-intrinsics", cc, [*NATIVE, "-march=x86-64-v4"], True, None),
+                # the portable build: per-CPU loop versions + the runtime CPU check
+                (f"{cc}-portable-dispatch", cc, [], True, "x86-64-v4 loop versions"),
+                (f"{cc}-portable-dispatch-generic", cc, ["-DFB_NO_AVX512_KERNELS=1"], False,
+                 "AVX-512 (x86-64-v4 loop versions)"),
+            ]
+        if cc == "clang" and {"avx2", "fma", "bmi2"} <= flags:
+            # the hand dispatch's lower versions, chosen through FB_GENERIC on this CPU
+            levels += [
+                ("clang-portable-dispatch-v3", cc, ["-DFB_NO_AVX512_KERNELS=1",
+                                                    "-DFB_MAX_CPU_LEVEL=1"], False,
+                 "AVX2+FMA (x86-64-v3 loop versions)"),
+                ("clang-portable-dispatch-baseline", cc, ["-DFB_NO_AVX512_KERNELS=1",
+                                                          "-DFB_MAX_CPU_LEVEL=0"], False,
+                 "SSE2 (x86-64 baseline loop versions)"),
+            ]
     return levels
 
 
 pytestmark = [
     pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                        reason="the ISA levels compiled here are x86-64 ones"),
-    pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to compile the header"),
+    pytest.mark.skipif(not COMPILERS, reason="needs gcc or clang to compile the header"),
     pytest.mark.skipif(not (HEADER_DIR / "fb_loops.h").exists(),
                        reason="needs the source checkout's fastbp/src/fb_loops.h"),
 ]
@@ -92,12 +114,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module", params=_levels(), ids=lambda level: level[0])
 def simd_lib(request, tmp_path_factory):
-    name, flags, intrinsics = request.param
+    name, cc, flags, intrinsics, words = request.param
     tmp = tmp_path_factory.mktemp(name)
     source = tmp / "wrap.c"
     source.write_text(WRAPPERS)
     library = tmp / "libwrap.so"
-    cmd = ["gcc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
+    cmd = [cc, "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
            "-DFB_OPENMP_SIMD=1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
            "-shared", "-fPIC", *flags, f"-I{HEADER_DIR}", str(source), "-o", str(library),
            "-lm"]
@@ -118,12 +140,15 @@ def simd_lib(request, tmp_path_factory):
                                              ctypes.c_ssize_t]
             getattr(lib, kernel).restype = ctypes.c_double
     lib.intrinsics = intrinsics
+    lib.level_words = words
     return lib
 
 
 def test_level_reports_the_path(simd_lib):
     level = simd_lib.level().decode()
     assert ("AVX-512 intrinsics" in level) == simd_lib.intrinsics, level
+    if simd_lib.level_words is not None:
+        assert simd_lib.level_words in level, level
 
 
 SPECIAL = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 0.5, -0.5, 36.0, -36.0,
@@ -345,3 +370,15 @@ def test_portable_only_loops_every_short_length(simd_lib, dtype):
         ok = ~np.isnan(x)
         bound = 8 * eps * exact + 4 * eps * s + 2 * tiny
         assert (np.abs(grad - exact)[ok] <= bound[ok]).all()
+
+
+def test_entry_points_reach_portable_loops_through_fb_generic():
+    """Under Clang's hand dispatch FB_NAME(fb_generic_x) is always the SSE2
+    version; the entry points must call FB_GENERIC(fb_generic_x), which picks
+    the CPU's (every FB_CLONES loop is reached from an entry point)."""
+    dispatch = (HEADER_DIR / "fb_dispatch.h").read_text()
+    assert "FB_NAME(fb_generic_" not in dispatch
+    loops = (HEADER_DIR / "fb_generic_loops.h").read_text()
+    cloned = set(re.findall(r"FB_CLONES\s+static\s+\w+\s+FB_NAME\((fb_generic_\w+)\)", loops))
+    called = set(re.findall(r"FB_GENERIC\((fb_generic_\w+)\)", dispatch))
+    assert cloned and cloned == called

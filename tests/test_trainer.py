@@ -241,3 +241,38 @@ def test_zero_epochs_trains_nothing_but_records_final_accuracy(data):
     assert tr.train_loss_list == [] and tr.n_steps == 0
     np.testing.assert_array_equal(net.params["W1"], W1)
     assert tr.test_acc == net.accuracy(data[2], data[3])
+
+
+# ---------------------------------------------------------------------------
+# plot() and the progress bar
+# ---------------------------------------------------------------------------
+
+def test_plot_draws_the_recorded_curves(data, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    tr = Trainer(make_net(), *data, epochs=3, mini_batch_size=32, verbose=False, seed=0)
+    untrained = tr.plot()
+    assert "not trained yet" in untrained.axes[1].get_title()
+    tr.train()
+    path = tmp_path / "curves.png"
+    fig = tr.plot(path, title="my run")
+    assert isinstance(fig, Figure) and fig._suptitle.get_text() == "my run"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax_loss, ax_acc = fig.axes
+    (loss_line,) = ax_loss.get_lines()
+    np.testing.assert_array_equal(loss_line.get_xdata(), np.arange(1, tr.n_steps + 1))
+    np.testing.assert_array_equal(loss_line.get_ydata(), tr.train_loss_list)
+    train_line, test_line = ax_acc.get_lines()
+    np.testing.assert_array_equal(train_line.get_ydata(), tr.train_acc_list)
+    np.testing.assert_array_equal(test_line.get_ydata(), tr.test_acc_list)
+    assert f"final test {tr.test_acc:.4f}" in ax_acc.get_title()
+    # the default title names the network, optimizer and batch size
+    assert tr.plot()._suptitle.get_text() == f"MultiLayerNet, {tr.optimizer!r}, batch 32"
+
+
+def test_progress_bar_is_tqdm_auto():
+    """tqdm.auto's bar: tqdm's notebook widget in Jupyter, the text bar elsewhere
+    (tqdm.auto.tqdm is not tqdm.std.tqdm, so a plain `from tqdm import tqdm`
+    fails this)."""
+    import tqdm.auto
+    assert trainer_mod.tqdm is tqdm.auto.tqdm

@@ -44,7 +44,7 @@ def sigmoid(x):
 def sigmoid_grad(x):
     """Derivative of ``sigmoid`` at x: s * (1 - s)."""
     s = sigmoid(x)
-    return (1.0 - s) * s
+    return (s.dtype.type(1) - s) * s      # float32 stays float32 on NumPy 1 too (0-d x)
 
 
 def relu(x):
@@ -163,7 +163,8 @@ def sum_squared_error(y, t):
     if t.shape != y.shape:
         raise ValueError(f"t: expected targets of y's shape {y.shape} (e.g. one-hot), got "
                          f"shape {t.shape}")
-    return 0.5 * np.sum((y - t) ** 2)
+    total = np.sum((y - t) ** 2)
+    return total.dtype.type(0.5) * total  # a float32 sum stays float32 on NumPy 1 too
 
 
 # The book's chapter-4 text calls the same loss mean_squared_error (its

@@ -98,7 +98,8 @@ class Sigmoid:
         _checks.check_called_forward(self, "out")
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, self.out.shape)
-        dx = dout * (1.0 - self.out) * self.out
+        one = self.out.dtype.type(1)     # float32 stays float32 on NumPy 1 too (0-d out)
+        dx = dout * (one - self.out) * self.out
         return dx
 
 
@@ -242,7 +243,10 @@ class Dropout:
         if self.rng is None:
             # rand() with no dimensions returns a Python float: one draw all the same
             return np.asarray(np.random.rand(*shape) > ratio)
-        return self.rng.random(shape, dtype=np.float32) > np.float64(ratio)
+        # compared in float64 (NumPy 1 would compare a float32 array with a
+        # scalar in float32, rounding the ratio)
+        return np.greater(self.rng.random(shape, dtype=np.float32), ratio,
+                          signature=(np.float64, np.float64, np.bool_))
 
     def forward(self, x, train_flg=True):
         x = _checks.as_numeric_array("x", x)

@@ -4,8 +4,9 @@
  *
  * Each picks, per call, the loop version for this CPU and these sizes: the
  * AVX-512 loop (fb_avx512_loops.h) where fb_use_avx512() and it pays, else
- * the portable loop (fb_generic_loops.h), whose target_clones version the
- * loader chose already.  A kernel with one version forwards to it.
+ * the portable loop (fb_generic_loops.h) through FB_GENERIC (fb_dtype.h):
+ * the target_clones version the loader chose already (GCC), or the version
+ * for fb_cpu_level() (Clang).  A kernel with one version forwards to it.
  *
  * A template over FB_T (fb_dtype.h), compiled once per dtype by fb_loops.h.
  * All arrays are flat and C-contiguous, outputs allocated by the caller,
@@ -26,7 +27,7 @@ static inline void FB_NAME(fb_relu_forward)(const FB_T *restrict x, FB_T *restri
         return;
     }
 #endif
-    FB_NAME(fb_generic_relu_forward)(x, out, mask, n);
+    FB_GENERIC(fb_generic_relu_forward)(x, out, mask, n);
 }
 
 /* dx = where(mask, +0, dout).  Streaming stores as fb_relu_forward. */
@@ -40,14 +41,14 @@ static inline void FB_NAME(fb_relu_backward)(const FB_T *restrict dout,
         return;
     }
 #endif
-    FB_NAME(fb_generic_relu_backward)(dout, mask, dx, n);
+    FB_GENERIC(fb_generic_relu_backward)(dout, mask, dx, n);
 }
 
 /* out = (x > 0) as 1 or 0. */
 static inline void FB_NAME(fb_relu_grad)(const FB_T *restrict x, FB_T *restrict out,
                                          ptrdiff_t n)
 {
-    FB_NAME(fb_generic_relu_grad)(x, out, n);
+    FB_GENERIC(fb_generic_relu_grad)(x, out, n);
 }
 
 /* out = 1 / (1 + exp(-x)), overflow-free. */
@@ -60,7 +61,7 @@ static inline void FB_NAME(fb_sigmoid_forward)(const FB_T *restrict x, FB_T *res
         return;
     }
 #endif
-    FB_NAME(fb_generic_sigmoid_forward)(x, out, n);
+    FB_GENERIC(fb_generic_sigmoid_forward)(x, out, n);
 }
 
 /* dx = dout * (1 - out) * out. */
@@ -68,14 +69,14 @@ static inline void FB_NAME(fb_sigmoid_backward)(const FB_T *restrict dout,
                                                 const FB_T *restrict out, FB_T *restrict dx,
                                                 ptrdiff_t n)
 {
-    FB_NAME(fb_generic_sigmoid_backward)(dout, out, dx, n);
+    FB_GENERIC(fb_generic_sigmoid_backward)(dout, out, dx, n);
 }
 
 /* out = (1 - s) * s with s = sigmoid(x). */
 static inline void FB_NAME(fb_sigmoid_grad)(const FB_T *restrict x, FB_T *restrict out,
                                             ptrdiff_t n)
 {
-    FB_NAME(fb_generic_sigmoid_grad)(x, out, n);
+    FB_GENERIC(fb_generic_sigmoid_grad)(x, out, n);
 }
 
 /* Softmax of the rows of x (n, c) into y and their cross-entropy against
@@ -92,7 +93,7 @@ static inline double FB_NAME(fb_softmax_xent_labels)(const FB_T *restrict x,
     if (c >= FB_AVX512_MIN_ROW && fb_use_avx512())
         return FB_NAME(fb_avx512_softmax_xent_labels)(x, labels, y, loss, n, c);
 #endif
-    return FB_NAME(fb_generic_softmax_xent_labels)(x, labels, y, loss, n, c);
+    return FB_GENERIC(fb_generic_softmax_xent_labels)(x, labels, y, loss, n, c);
 }
 
 /* As fb_softmax_xent_labels with target weights t (n, c), one-hot or soft. */
@@ -105,7 +106,7 @@ static inline double FB_NAME(fb_softmax_xent_onehot)(const FB_T *restrict x,
     if (c >= FB_AVX512_MIN_ROW && fb_use_avx512())
         return FB_NAME(fb_avx512_softmax_xent_onehot)(x, t, y, loss, n, c);
 #endif
-    return FB_NAME(fb_generic_softmax_xent_onehot)(x, t, y, loss, n, c);
+    return FB_GENERIC(fb_generic_softmax_xent_onehot)(x, t, y, loss, n, c);
 }
 
 /* dx (n, c) = (y - onehot(labels)) * scale. */
@@ -114,7 +115,7 @@ static inline void FB_NAME(fb_softmax_xent_backward_labels)(const FB_T *restrict
                                                             FB_T *restrict dx, FB_T scale,
                                                             ptrdiff_t n, ptrdiff_t c)
 {
-    FB_NAME(fb_generic_softmax_xent_backward_labels)(y, labels, dx, scale, n, c);
+    FB_GENERIC(fb_generic_softmax_xent_backward_labels)(y, labels, dx, scale, n, c);
 }
 
 /* dx = (y - t) * scale over n elements. */
@@ -123,5 +124,5 @@ static inline void FB_NAME(fb_softmax_xent_backward_onehot)(const FB_T *restrict
                                                             FB_T *restrict dx, FB_T scale,
                                                             ptrdiff_t n)
 {
-    FB_NAME(fb_generic_softmax_xent_backward_onehot)(y, t, dx, scale, n);
+    FB_GENERIC(fb_generic_softmax_xent_backward_onehot)(y, t, dx, scale, n);
 }

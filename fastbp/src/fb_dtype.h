@@ -11,6 +11,9 @@
  *                  FB_DTYPE_DOUBLE 1      FB_DTYPE_DOUBLE 0
  *   FB_T           double                 float
  *   FB_NAME(f)     f_d                    f_f          f's version for FB_T
+ *   FB_GENERIC(f)  f_d                    f_f          the portable loop f
+ *                  (or under FB_HAND_DISPATCH, fb_cpu.h: f_v4_d, f_v3_d or f_d
+ *                  by fb_cpu_level(), compiled by fb_generic_versions.h)
  *   FB_EXP         fb_exp_d               fb_exp_f     (fb_math.h)
  *   FB_FABS        fabs                   fabsf
  * and for the AVX-512 loops:
@@ -26,6 +29,9 @@
 
 #undef FB_T
 #undef FB_NAME
+#undef FB_NAME_V3
+#undef FB_NAME_V4
+#undef FB_GENERIC
 #undef FB_EXP
 #undef FB_FABS
 #undef FB_V
@@ -37,6 +43,8 @@
 #if FB_DTYPE_DOUBLE
 #define FB_T double
 #define FB_NAME(f) f##_d
+#define FB_NAME_V3(f) f##_v3_d
+#define FB_NAME_V4(f) f##_v4_d
 #define FB_EXP fb_exp_d
 #define FB_FABS fabs
 #define FB_V __m512d
@@ -47,6 +55,8 @@
 #else
 #define FB_T float
 #define FB_NAME(f) f##_f
+#define FB_NAME_V3(f) f##_v3_f
+#define FB_NAME_V4(f) f##_v4_f
 #define FB_EXP fb_exp_f
 #define FB_FABS fabsf
 #define FB_V __m512
@@ -54,4 +64,14 @@
 #define FB_W 16
 #define FB_VEC(op) _mm512_##op##_ps
 #define FB_VEC_MASK(op) _mm512_##op##_ps_mask
+#endif
+
+/* The entry points (fb_dispatch.h) call a portable loop through FB_GENERIC:
+   the loop itself where the compiler clones it, the version for this CPU
+   under hand dispatch. */
+#if FB_HAND_DISPATCH
+#define FB_GENERIC(f) \
+    (fb_cpu_level() == 2 ? FB_NAME_V4(f) : fb_cpu_level() == 1 ? FB_NAME_V3(f) : FB_NAME(f))
+#else
+#define FB_GENERIC(f) FB_NAME(f)
 #endif

@@ -9,7 +9,8 @@
  *   fb_sigmoid_forward   fb_sigmoid_backward   fb_sigmoid_grad
  *   fb_softmax_xent_labels   fb_softmax_xent_onehot
  *   fb_softmax_xent_backward_labels   fb_softmax_xent_backward_onehot
- * and fb_simd_level() (fb_cpu.h): which loop versions run, for `fastbp info`.
+ * and fb_simd_level(), fb_compiler() (fb_cpu.h): which loop versions run and
+ * what compiled them, for `fastbp info`.
  *
  * One concern a file:
  *   fb_cpu.h            which CPU code is compiled (target_clones, AVX-512)
@@ -17,6 +18,8 @@
  *   fb_math.h           exp and reciprocal, scalar and AVX-512
  *   fb_dtype.h          the element type of the three templates below
  *   fb_generic_loops.h  the portable loops, fb_generic_<kernel>   (template)
+ *   fb_generic_versions.h  their x86-64-v3/v4 versions where the compiler
+ *                       doesn't clone them (Clang)               (template)
  *   fb_avx512_loops.h   AVX-512 versions, fb_avx512_<kernel>      (template)
  *   fb_dispatch.h       the entry points, fb_<kernel>             (template)
  * The templates are written once over FB_T and compiled here per dtype.
@@ -30,6 +33,7 @@
 #define FB_DTYPE_DOUBLE 0          /* float: fb_<kernel>_f */
 #include "fb_dtype.h"
 #include "fb_generic_loops.h"
+#include "fb_generic_versions.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
 #undef FB_DTYPE_DOUBLE
@@ -37,6 +41,7 @@
 #define FB_DTYPE_DOUBLE 1          /* double: fb_<kernel>_d */
 #include "fb_dtype.h"
 #include "fb_generic_loops.h"
+#include "fb_generic_versions.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
 #undef FB_DTYPE_DOUBLE
