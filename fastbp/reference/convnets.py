@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import _checks
 from .. import _conv_checks as _conv
+from .._state import StatefulNetwork
 from .._param_pickle import load_array_dict, save_array_dict
 from . import layers as _reference_layers
 from .gradient import numerical_gradient as _numerical_gradient
@@ -90,7 +91,7 @@ def _pool_output(name, size):
     return tuple(conv_output_size(d, 2, 2, 0) for d in size)
 
 
-class ConvNetBase:
+class ConvNetBase(StatefulNetwork):
     """What the two convolutional networks share: forward through
     ``layers``, the loss, accuracy in batches, backprop, a training step and
     the book's parameter files.

@@ -25,6 +25,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import _checks
+from .._state import StatefulNetwork
 from . import layers as _reference_layers
 from .gradient import numerical_gradient as _numerical_gradient
 
@@ -75,7 +76,7 @@ def gradient_step(net, x, t, optimizer):
     return loss
 
 
-class BaseNet:
+class BaseNet(StatefulNetwork):
     """Logic shared by the networks: a stack of Affine/activation layers
     followed by ``SoftmaxWithLoss``, with optional L2 weight decay.
 
