@@ -12,7 +12,9 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
+from fastbp._env import env_flag
+
+PURE = env_flag("FASTBP_PURE")
 
 # The full MNIST files sit beside the repository (../shared/data/mnist) in
 # development and CI; $FASTBP_MNIST_FULL points at another directory.
