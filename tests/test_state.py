@@ -8,28 +8,14 @@ unchecked: each case here gives the reference's result or a clear error, and
 never a crash.  Cases that crashed once run in a subprocess, so a regression
 is reported as a failure instead of taking the test run down.
 """
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
+from conftest import run_isolated
 from fastbp import layers as fast_layers
 from fastbp.reference import layers as ref_layers
 
 IMPLS = {"fastbp": fast_layers, "reference": ref_layers}
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def run_isolated(code):
-    """Run ``code`` in a fresh interpreter; return (returncode, stdout, stderr)."""
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)     # the package under test, not the checkout
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=TESTS_DIR,
-                          capture_output=True, text=True, timeout=120, env=env)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 # -- labels changed between SoftmaxWithLoss.forward and backward ------------------
