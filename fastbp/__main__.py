@@ -11,7 +11,12 @@ Subcommands:
 
 ``main(argv=None)`` parses ``argv`` (default: sys.argv[1:]) and returns the
 exit code: 0 success, 1 runtime failure (failed gradient check, unreadable
-data), 2 bad arguments (argparse usage errors, a missing optional dependency).
+data), 2 bad arguments (argparse usage errors, a missing optional dependency,
+an output path that can't be written or a plot format matplotlib doesn't
+write, sizes that don't fit in memory, thread counts past 4 x the CPUs).
+Every error is one ``fastbp: error: ...`` line.  A command checks all of
+its arguments -- every path it will write included -- before any work, so
+a mistake never costs a finished run.
 
 Each subcommand NAME is one section below: ``_NAME_parser(subparsers)`` adds
 its parser (options, help) and sets ``handler=cmd_NAME``; ``cmd_NAME(parser,
@@ -24,7 +29,9 @@ import os
 import sys
 import time
 
-from ._argtypes import non_negative_int, positive_float, positive_int
+from . import _cli_checks, _files
+from ._argtypes import (non_negative_int, positive_float, positive_int, thread_count,
+                        worker_count)
 
 DEFAULT_EPOCHS = 40          # 4,000 steps on the 10k subset: test accuracy ~0.91
 DEFAULT_HIDDEN = 50
@@ -34,6 +41,7 @@ GRADCHECK_IMAGES = 3         # the book's ch05/gradient_check.py: x_train[:3]
 GRADCHECK_TOL = 1e-9         # largest accepted mean |backprop - numerical|
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 PLOT_HINT = "--plot needs matplotlib: pip install 'fastbp[plot]'"
+MNIST_PIXELS = 784           # the input width of every network the commands build
 
 
 class CommandError(Exception):
@@ -118,12 +126,39 @@ def _modules(backend):
     return networks, optimizers.get_optimizer
 
 
-def _check_output_path(option, path):
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise CommandError(f"{option} {path}: directory {parent} does not exist", code=2)
-    if os.path.isdir(path):
-        raise CommandError(f"{option} {path}: is a directory", code=2)
+def _check_output_path(option, path, suffix=None):
+    """The path ``option`` will write (``suffix`` appended if missing), once
+    a file can be created there: a usage error (exit 2) otherwise, before
+    any work."""
+    try:
+        return _cli_checks.check_output_path(path, suffix)
+    except (OSError, ValueError) as exc:
+        message = str(exc)
+        prefix = f"{os.fspath(path)}: "
+        raise CommandError(f"{option} {path}: {message[len(prefix):]}"
+                           if message.startswith(prefix) else f"{option} {path}: {message}",
+                           code=2) from None
+
+
+def _check_plot_option(path):
+    """--plot PATH: matplotlib there, a format it writes, a writable path."""
+    try:
+        _files.check_figure_format(path, PLOT_HINT)
+    except ImportError:
+        raise CommandError(PLOT_HINT, code=2) from None
+    except ValueError as exc:
+        raise CommandError(f"--plot {exc}", code=2) from None
+    _check_output_path("--plot", path)
+
+
+def _check_memory(what, sizes, batch, dtype, optimizer="sgd", copies=1):
+    """A usage error (exit 2) naming ``what`` when the run can't fit in memory."""
+    import numpy as np
+    try:
+        _cli_checks.check_memory(what, _cli_checks.mlp_run_bytes(
+            sizes, batch, np.dtype(dtype).itemsize, optimizer), copies)
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +201,7 @@ def _train_parser(subparsers):
                    help="write the trained parameters with net.save")
     p.add_argument("--plot", metavar="CURVE.png", default=None,
                    help="plot the loss and accuracy curves (needs matplotlib)")
-    p.add_argument("--threads", type=non_negative_int, default=1,
+    p.add_argument("--threads", type=thread_count, default=1,
                    help="BLAS and fastbp kernel threads (threadpoolctl); 0 keeps the "
                         "library defaults. The book's nets are too small for threads to "
                         "pay: on 2 cores one thread trained 784-50-10 10%% faster idle "
@@ -183,13 +218,11 @@ def cmd_train(parser, args):
     hidden = args.hidden if args.hidden is not None else [DEFAULT_HIDDEN]
     multi = len(hidden) != 1 or args.activation != "relu"
     if args.plot is not None:
-        try:
-            import matplotlib.figure  # noqa: F401
-        except ImportError:
-            raise CommandError(PLOT_HINT, code=2) from None
-        _check_output_path("--plot", args.plot)
+        _check_plot_option(args.plot)
     if args.save is not None:
-        _check_output_path("--save", args.save)
+        _check_output_path("--save", args.save, ".npz")
+    _check_memory("--batch-size and --hidden", [MNIST_PIXELS, *hidden, 10], args.batch_size,
+                  args.dtype, args.optimizer)
 
     ((x_train, t_train), (x_test, t_test)), data_what = _load_data(args)
 
@@ -274,6 +307,7 @@ def cmd_gradcheck(parser, args):
     from .gradient import compare_gradients, gradient_check
 
     _check_data_args(parser, args)
+    _check_memory("--hidden", [MNIST_PIXELS, args.hidden, 10], GRADCHECK_IMAGES, "float64")
     ((x_train, t_train), _), _ = _load_data(args)
     x = np.asarray(x_train[:GRADCHECK_IMAGES], dtype=np.float64)
     t = t_train[:GRADCHECK_IMAGES]
@@ -347,7 +381,7 @@ def _tune_parser(subparsers):
                     "workers. The last line is 'N trials in T s: R trials/min (ENGINE)'.")
     p.add_argument("--trials", type=positive_int, default=100,
                    help="number of trials  [100, as the book]")
-    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=worker_count, default=None, metavar="N",
                    help="local worker processes  [every core]")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run the trials on the Dask cluster whose scheduler is at ADDRESS "
@@ -410,15 +444,14 @@ def cmd_tune(parser, args):
         raise CommandError("--jobs is for local workers: with --scheduler the Dask "
                            "cluster's workers run the trials", code=2)
     if args.plot is not None:
-        try:
-            tune.check_plot_format(args.plot)
-        except ImportError:
-            raise CommandError(PLOT_HINT, code=2) from None
-        except ValueError as exc:
-            raise CommandError(f"--plot {exc}", code=2) from None
-        _check_output_path("--plot", args.plot)
+        _check_plot_option(args.plot)
     if args.save is not None:
         _check_output_path("--save", args.save)
+    import joblib
+    workers = 1 if args.scheduler is not None else min(
+        args.trials, args.jobs if args.jobs is not None else joblib.cpu_count())
+    _check_memory("--batch-size and --hidden", [MNIST_PIXELS, *args.hidden, 10],
+                  args.batch_size, args.dtype, args.optimizer, copies=workers)
 
     client = None
     if args.scheduler is not None:
@@ -517,6 +550,11 @@ def main(argv=None):
     except CommandError as exc:
         print(f"fastbp: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.code
+    except MemoryError as exc:
+        # the estimate before the run passed, yet an allocation failed
+        print(f"fastbp: error: out of memory ({_one_line(str(exc)) or 'an allocation failed'}); "
+              "use a smaller --batch-size or --hidden", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
         return 130

@@ -30,3 +30,28 @@ def positive_float(text):
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
     return value
+
+
+
+def count_up_to_max_threads(minimum, what):
+    """An argparse type: ``what`` (a count of threads or workers) from
+    ``minimum`` to ``_backend.max_threads()`` (4 x the CPU count)."""
+    def parse(text):
+        from ._backend import max_threads
+        limit = max_threads()
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= limit:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} from {minimum} to {limit} (4 x the {limit // 4} CPUs), "
+                f"got {text!r}")
+        return value
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+thread_count = count_up_to_max_threads(0, "a thread count")
+positive_thread_count = count_up_to_max_threads(1, "a thread count")
+worker_count = count_up_to_max_threads(1, "a number of workers")

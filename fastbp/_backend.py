@@ -2,8 +2,10 @@
 
 The compiled extension modules are imported once here.  When they are
 missing (a source checkout that was never built, a failed build) or when the
-environment variable FASTBP_PURE=1 is set, fastbp runs entirely on
-fastbp.reference, warns once, and ``fastbp.show_config()`` says so.
+environment variable FASTBP_PURE is on (1, true, yes or on; 0, false, no,
+off or empty is off; anything else stops the import with a ValueError),
+fastbp runs entirely on fastbp.reference, warns once, and
+``fastbp.show_config()`` says so.
 
 ``KERNELS[dtype].<kernel>`` is how the Python side calls a compiled kernel:
 the layers pick the dtype once (``_arrays.kernel_dtype``), and the table
@@ -14,13 +16,16 @@ dispatcher, which inspects the arguments' dtypes on every call (0.3-1.2 us,
 as much as a small kernel's work), and refuses arrays of the other dtype.
 """
 import importlib
+import numbers
 import os
 import types
 import warnings
 
 import numpy as np
 
-REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
+from ._env import env_flag
+
+REQUESTED_PURE = env_flag("FASTBP_PURE")     # ValueError for a value that is neither
 
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
@@ -85,14 +90,25 @@ if not COMPILED:
                   "results are the same, only slower", RuntimeWarning, stacklevel=2)
 
 
+def max_threads():
+    """The most threads fastbp accepts for one pool: 4 x the CPU count (more
+    only oversubscribes; far more makes OpenMP fail to allocate them)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def set_num_threads(n):
     """Use ``n`` OpenMP threads in the elementwise kernels (0: the default,
-    which follows OMP_NUM_THREADS and threadpoolctl).  BLAS threads are
-    BLAS's own: set them with threadpoolctl or OPENBLAS_NUM_THREADS."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n: expected a non-negative integer thread count, got {n!r}")
+    which follows OMP_NUM_THREADS and threadpoolctl).  ``n``: an integer
+    (Python or NumPy) from 0 to ``max_threads()`` (4 x the CPU count).
+    BLAS threads are BLAS's own: set them with threadpoolctl or
+    OPENBLAS_NUM_THREADS."""
+    limit = max_threads()
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) \
+            or not 0 <= n <= limit:
+        raise ValueError(f"n: expected a thread count from 0 (the default) to {limit} "
+                         f"(4 x the {os.cpu_count() or 1} CPUs), got {n!r}")
     if COMPILED:
-        elementwise.set_num_threads(n)
+        elementwise.set_num_threads(int(n))
 
 
 def get_num_threads():

@@ -124,28 +124,41 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
                          f"{x.shape} (the mean loss over no samples is undefined)")
     if c == 0:
         raise ValueError(f"x: expected at least one class, got shape {x.shape}")
+    labels, one_hot = class_labels("t", t, n, c, f"x of shape {x.shape}",
+                                   first_label_out_of_range)
+    return x, labels, one_hot
+
+
+def class_labels(name, t, n, n_classes, match, first_label_out_of_range=None):
+    """The labels ``t`` of n samples over ``n_classes`` classes, checked as
+    ``SoftmaxWithLoss`` checks them (``softmax_inputs``; errors name ``name``
+    and say that n comes from ``match``).  Returns ``(labels, one_hot)``:
+    a C-contiguous copy, int64 (n,) in [0, n_classes) or (n, n_classes)."""
+    c = n_classes
+    if type(t) is not np.ndarray or t.dtype.kind not in "biuf":
+        t = as_numeric_array(name, t)
     t = column_labels_as_vector(t, c)
     if t.ndim == 2 and t.shape == (n, c):
-        return x, np.array(t, order="C"), True
+        return np.array(t, order="C"), True
     if t.ndim != 1:
-        raise ValueError(f"t: expected integer labels of shape ({n},) or one-hot labels of "
-                         f"shape ({n}, {c}), got shape {t.shape}")
+        raise ValueError(f"{name}: expected integer labels of shape ({n},) or one-hot labels "
+                         f"of shape ({n}, {c}), got shape {t.shape}")
     if t.dtype.kind not in "iu":
-        raise TypeError(f"t: expected integer class labels of shape ({n},), got dtype "
+        raise TypeError(f"{name}: expected integer class labels of shape ({n},), got dtype "
                         f"{t.dtype}; one-hot labels must have shape ({n}, {c})")
     if t.shape[0] != n:
-        raise ValueError(f"t: expected {n} labels to match x of shape {x.shape}, "
-                         f"got {t.shape[0]}")
+        raise ValueError(f"{name}: expected {n} labels to match {match}, got {t.shape[0]}")
     if first_label_out_of_range is not None:
         labels = np.array(t, dtype=np.int64, order="C")   # uint64 >= 2**63 turn negative
         index = first_label_out_of_range(labels, c)
         bad = None if index < 0 else int(t[index])
         if bad is not None:
-            raise ValueError(f"t: expected labels in [0, {c - 1}] for {c} classes, got {bad}")
+            raise ValueError(f"{name}: expected labels in [0, {c - 1}] for {c} classes, "
+                             f"got {bad}")
     else:
         labels = t.astype(np.int64)
-        check_labels_in_range(t, c)
-    return x, labels, False
+        check_labels_in_range(t, c, name)
+    return labels, False
 
 
 def column_labels_as_vector(t, n_classes):
@@ -174,14 +187,14 @@ def scalar_dout(dout):
     return dout if isinstance(dout, (int, float, np.number)) else arr[()]
 
 
-def check_labels_in_range(t, n_classes):
+def check_labels_in_range(t, n_classes, name="t"):
     """ValueError unless integer labels ``t`` lie in [0, n_classes)."""
     if t.size:
         low, high = int(t.min()), int(t.max())
         bad = low if low < 0 else high if high >= n_classes else None
         if bad is not None:
-            raise ValueError(f"t: expected labels in [0, {n_classes - 1}] for {n_classes} "
-                             f"classes, got {bad}")
+            raise ValueError(f"{name}: expected labels in [0, {n_classes - 1}] for "
+                             f"{n_classes} classes, got {bad}")
 
 
 def check_positive_number(name, value):

@@ -11,10 +11,21 @@ from libc.math cimport sqrt
 cdef double EPS = 1e-7     # the book's denominator guard
 
 
+cdef int _check_lengths(str kernel, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b=-1,
+                        Py_ssize_t c=-1) except -1:
+    """A guard under the Python-side checks (the state arrays can be replaced
+    between updates): the loops index every array up to param's length."""
+    if a != n or (b >= 0 and b != n) or (c >= 0 and c != n):
+        raise ValueError(f"{kernel}: expected arrays of {n} elements, got "
+                         f"{', '.join(str(k) for k in (a, b, c) if k >= 0)}")
+    return 0
+
+
 def sgd(floating[::1] param, const floating[::1] grad, double lr):
     """param -= lr * grad"""
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr
+    _check_lengths("sgd", param.shape[0], grad.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             param[i] -= lr_ * grad[i]
@@ -25,6 +36,7 @@ def momentum(floating[::1] param, const floating[::1] grad, floating[::1] v,
     """v = momentum * v - lr * grad; param += v"""
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr, m = <floating>momentum
+    _check_lengths("momentum", param.shape[0], grad.shape[0], v.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             v[i] = v[i] * m - lr_ * grad[i]
@@ -39,6 +51,7 @@ def nesterov(floating[::1] param, const floating[::1] grad, floating[::1] v,
     cdef floating lr_ = <floating>lr, m = <floating>momentum
     cdef floating m2 = <floating>(momentum * momentum)
     cdef floating step = <floating>((1 + momentum) * lr)
+    _check_lengths("nesterov", param.shape[0], grad.shape[0], v.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             param[i] = (param[i] + m2 * v[i]) - step * grad[i]
@@ -49,6 +62,7 @@ def adagrad(floating[::1] param, const floating[::1] grad, floating[::1] h, doub
     """h += grad**2; param -= lr * grad / (sqrt(h) + 1e-7)"""
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr, eps = <floating>EPS
+    _check_lengths("adagrad", param.shape[0], grad.shape[0], h.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             h[i] += grad[i] * grad[i]
@@ -61,6 +75,7 @@ def rmsprop(floating[::1] param, const floating[::1] grad, floating[::1] h,
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr, eps = <floating>EPS
     cdef floating decay = <floating>decay_rate, keep = <floating>(1 - decay_rate)
+    _check_lengths("rmsprop", param.shape[0], grad.shape[0], h.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             h[i] = h[i] * decay + keep * grad[i] * grad[i]
@@ -74,6 +89,7 @@ def adam(floating[::1] param, const floating[::1] grad, floating[::1] m,
     cdef Py_ssize_t i
     cdef floating lr_ = <floating>lr_t, eps = <floating>EPS
     cdef floating a1 = <floating>(1 - beta1), a2 = <floating>(1 - beta2)
+    _check_lengths("adam", param.shape[0], grad.shape[0], m.shape[0], v.shape[0])
     with nogil:
         for i in range(param.shape[0]):
             m[i] += a1 * (grad[i] - m[i])

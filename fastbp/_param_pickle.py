@@ -31,6 +31,8 @@ import pickle
 
 import numpy as np
 
+from ._files import atomic_write
+
 # NumPy's own reconstructors, taken from what the running NumPy pickles, so
 # nothing is imported under the module names a file spells (numpy.core is
 # deprecated in NumPy 2, numpy._core does not exist in NumPy < 1.26).
@@ -95,15 +97,21 @@ class _ArrayDictUnpickler(pickle.Unpickler):
                                      "hold a dict of NumPy arrays")
 
 
-def load_array_dict(file_name):
+def load_array_dict(file_name, max_bytes=None):
     """Read a pickled ``{str: ndarray}`` dict (the book's ``save_params`` format).
 
     Returns the dict; its values are plain ndarrays of an integer or
     floating dtype.  ``pickle.UnpicklingError`` names the file
     and what it held instead; nothing in the file is ever executed.
+    ``max_bytes``: a file larger than that is refused (ValueError) before
+    anything is read (a pickle can't be read lazily: its size is the bound).
     """
     path = os.fspath(file_name)
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(f"{path}: {size} bytes, more than the {max_bytes} the "
+                             "parameters it should hold can take")
         try:
             data = _ArrayDictUnpickler(f).load()
         except _Refused as exc:
@@ -128,7 +136,7 @@ def load_array_dict(file_name):
 def save_array_dict(arrays, file_name):
     """Pickle ``{str: ndarray}`` (copies of ``arrays``' values as plain
     ndarrays) to ``file_name`` with protocol 4: the book's ``load_params``
-    and ``load_array_dict`` read it."""
+    and ``load_array_dict`` read it.  Written to a temporary file beside
+    ``file_name`` and renamed over it once complete (``_files.atomic_write``)."""
     data = {key: np.array(value, copy=True) for key, value in arrays.items()}
-    with open(os.fspath(file_name), "wb") as f:
-        pickle.dump(data, f, protocol=4)
+    atomic_write(file_name, lambda f: pickle.dump(data, f, protocol=4))

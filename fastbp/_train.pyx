@@ -26,6 +26,19 @@ import numpy as np
 cnp.import_array()
 
 
+class ParamsOverlap(ValueError):
+    """Raised by ``MLPStep.step`` when parameter arrays share memory (one
+    array for two parameters, or views of one): a step that writes them in
+    place would read values it has already overwritten.  The caller computes
+    that step the reference way instead."""
+
+
+cdef inline bint _overlap(const char *a, Py_ssize_t a_bytes, const char *b,
+                          Py_ssize_t b_bytes) noexcept nogil:
+    """Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) meet."""
+    return a < b + b_bytes and b < a + a_bytes
+
+
 cdef inline void _activation_forward(bint relu, const floating *z, floating *h,
                                      uint8_t *mask, Py_ssize_t size) noexcept nogil:
     if relu:
@@ -77,6 +90,7 @@ cdef class MLPStep:
     cdef readonly bint relu
     cdef readonly list z, h, mask, dh, dz
     cdef readonly object y, per_sample_loss
+    cdef object x_copy              # x when it overlaps an output (made on first need)
     cdef int n_layers
     cdef bint is_float
     cdef int *width                 # sizes as C ints
@@ -122,6 +136,7 @@ cdef class MLPStep:
         self.y_p = cnp.PyArray_DATA(<cnp.ndarray>self.y)
         self.per_sample_p = cnp.PyArray_DATA(<cnp.ndarray>self.per_sample_loss)
 
+        self.x_copy = None
         self._free()                         # __init__ called again: no leak
         self.width = <int *>malloc((n_layers + 1) * sizeof(int))
         self.z_p = <void **>malloc(n_layers * sizeof(void *))
@@ -176,6 +191,43 @@ cdef class MLPStep:
                              f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
         self.param_p[4 * layer + slot] = cnp.PyArray_DATA(a)
         return 0
+
+    cdef Py_ssize_t _param_bytes(self, int index) noexcept nogil:
+        """Bytes of param_p[index]: slot index % 4 of layer index // 4 is
+        W (0, 2: width[i] x width[i+1]) or b (1, 3: width[i+1])."""
+        cdef int layer = index // 4
+        cdef Py_ssize_t count = self.width[layer + 1]
+        if index % 2 == 0:
+            count *= self.width[layer]
+        return count * (4 if self.is_float else 8)
+
+    cdef bint _outputs_overlap(self) noexcept nogil:
+        """Whether an output (W or b out) meets another output, or an input
+        (W or b) other than the one it updates in place."""
+        cdef int a, b, L4 = 4 * self.n_layers
+        cdef const char *p
+        cdef const char *q
+        for a in range(L4):
+            if a % 4 < 2:
+                continue                    # outputs are slots 2 and 3
+            p = <const char *>self.param_p[a]
+            for b in range(L4):
+                q = <const char *>self.param_p[b]
+                if b == a or (b == a - 2 and p == q):   # itself; its input, in place
+                    continue
+                if _overlap(p, self._param_bytes(a), q, self._param_bytes(b)):
+                    return True
+        return False
+
+    cdef bint _meets_outputs(self, const char *x, Py_ssize_t x_bytes) noexcept nogil:
+        """Whether the bytes of x meet an output (which the step writes
+        while it still reads x)."""
+        cdef int a
+        for a in range(4 * self.n_layers):
+            if a % 4 >= 2 and _overlap(x, x_bytes, <const char *>self.param_p[a],
+                                       self._param_bytes(a)):
+                return True
+        return False
 
     def step(self, x, t, weights, biases, weights_out, biases_out,
              double alpha, double beta, double bias_beta):
@@ -237,6 +289,17 @@ cdef class MLPStep:
             self._take(biases[i], "b", i, 1, b_shape, False)
             self._take(weights_out[i], "W", i, 2, w_shape, True)
             self._take(biases_out[i], "b", i, 3, b_shape, True)
+        # Aliasing: the results are those of reading every input as it was at
+        # the call.  Parameters sharing memory go back to the caller (the
+        # reference way); an x that shares memory with an output is copied.
+        if self._outputs_overlap():
+            raise ParamsOverlap("weights, biases: parameter arrays share memory")
+        if self._meets_outputs(<const char *>x_p,
+                               n * self.width[0] * (4 if self.is_float else 8)):
+            if self.x_copy is None:
+                self.x_copy = np.empty((n, self.width[0]), self.dtype)
+            np.copyto(self.x_copy, x)
+            x_p = cnp.PyArray_DATA(<cnp.ndarray>self.x_copy)
         with nogil:
             if self.is_float:
                 total = _train_step(self, <const float *>x_p, labels, <const float *>target,

@@ -68,7 +68,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from ._argtypes import positive_int
+from ._argtypes import positive_thread_count
 from ._runtime import blas_threads_limitable, optional_torch, thread_limits
 
 __all__ = ["CASES", "DESCRIPTION", "Case", "Columns", "add_arguments", "collect",
@@ -593,7 +593,7 @@ def add_arguments(parser):
     """Add the bench options to ``parser`` (used by ``fastbp bench``)."""
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default="both",
                         help="[both]")
-    parser.add_argument("--threads", type=positive_int, default=1,
+    parser.add_argument("--threads", type=positive_thread_count, default=1,
                         help="BLAS/OpenMP threads (threadpoolctl) and fastbp's kernel "
                              "threads  [1]")
     parser.add_argument("--quick", action="store_true",

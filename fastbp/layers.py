@@ -7,6 +7,15 @@ layout, call one kernel.  Dtypes the kernels don't cover (float16,
 longdouble, integers where NumPy keeps them integer) and a build without the
 compiled core go through the reference implementation, with identical
 results.  float32 stays float32; mixed inputs follow NumPy's result dtype.
+
+State between calls (README, "Threads and state"): a ``backward`` reads
+what ``forward`` left and attributes the caller may have reassigned since
+(``mask``, ``out``, ``x``, ``W``, ``original_x_shape``, ``y``).  Each is read
+once per call and re-checked there; the kernel runs only on state it
+recognises (the exact arrays forward made, or arrays of the right type,
+dtype and shape), and anything else goes the reference way, whose NumPy
+code gives the reference's result or error.  Calls on one layer take turns
+(``fastbp._state.StatefulLayer``).
 """
 import numpy as np
 
@@ -36,13 +45,15 @@ class Relu(_reference.Relu):
         return out
 
     def backward(self, dout):
-        _checks.check_called_forward(self, "mask")
+        mask = self.mask
+        if type(mask) is not np.ndarray or mask.dtype != np.bool_:
+            return super().backward(dout)   # not forward's bool mask: NumPy indexing
         dout = _checks.as_numeric_array("dout", dout)
-        _checks.check_same_shape("dout", dout, self.mask.shape)
+        _checks.check_same_shape("dout", dout, mask.shape)
         dtype = kernel_dtype(dout, integers_become_float=False)
         if dtype is None:
             return super().backward(dout)
-        mask = contiguous(self.mask)
+        mask = contiguous(mask)
         dout = like_layout(dout.astype(dtype, copy=False), mask)
         dx = np.empty_like(dout)
         _backend.KERNELS[dtype].relu_backward(flat(dout), flat(mask).view(np.uint8), flat(dx))
@@ -67,13 +78,15 @@ class Sigmoid(_reference.Sigmoid):
         return out
 
     def backward(self, dout):
-        _checks.check_called_forward(self, "out")
+        out = self.out
+        if type(out) is not np.ndarray:
+            return super().backward(dout)
         dout = _checks.as_numeric_array("dout", dout)
-        _checks.check_same_shape("dout", dout, self.out.shape)
-        dtype = kernel_dtype(dout, self.out)
-        if dtype is None or dout.dtype != self.out.dtype:
+        _checks.check_same_shape("dout", dout, out.shape)
+        dtype = kernel_dtype(dout, out)
+        if dtype is None or dout.dtype != dtype or out.dtype != dtype:
             return super().backward(dout)   # mixed dtypes: NumPy rounds 1 - out in out's dtype
-        out = contiguous(self.out)
+        out = contiguous(out)
         dout = like_layout(dout, out)
         dx = np.empty_like(dout)
         _backend.KERNELS[dtype].sigmoid_backward(flat(dout), flat(out), flat(dx))
@@ -83,11 +96,6 @@ class Sigmoid(_reference.Sigmoid):
 class Affine(_reference.Affine):
     __doc__ = _reference.Affine.__doc__
 
-    def __init__(self, W, b):
-        super().__init__(W, b)
-        self._x_kernel = None   # x as the kernel read it (cast/contiguous), for backward
-        self._x_forward = None  # the self.x forward set: backward trusts _x_kernel only with it
-
     def forward(self, x):
         W, b = _checks.check_affine_params(self.W, self.b)
         x2d = _checks.affine_input_2d(x, W)
@@ -96,31 +104,29 @@ class Affine(_reference.Affine):
         _checks.check_blas_size(N=n, D=d, M=W.shape[1])
         dtype = kernel_dtype(x2d, W, b, integers_become_float=False)
         if dtype is None:
-            self._x_kernel = None
             return super().forward(x)
-        x_kernel = contiguous(x2d, dtype)
         out = np.empty((n, W.shape[1]), dtype=dtype)
-        _backend.KERNELS[dtype].affine_forward(x_kernel, contiguous(W, dtype),
+        _backend.KERNELS[dtype].affine_forward(contiguous(x2d, dtype), contiguous(W, dtype),
                                                np.ascontiguousarray(b, dtype=dtype), out)
         self.original_x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
-        self.x = self._x_forward = x2d
-        self._x_kernel = x_kernel
+        self.x = x2d
         return out
 
     def backward(self, dout):
-        _checks.check_called_forward(self, "x")
+        # self.x is read here, as the book's backward reads it (the caller's
+        # x, or whatever has been assigned since): checked against W and dout
+        x, x_shape = self.x, self.original_x_shape
+        if type(x) is not np.ndarray or x.ndim != 2 or type(x_shape) is not tuple:
+            return super().backward(dout)
         W, _ = _checks.check_affine_params(self.W, self.b)
-        _checks.check_affine_backward_weights(W, self.x)
+        _checks.check_affine_backward_weights(W, x)
         dout = _checks.as_numeric_array("dout", dout)
-        n, d = self.x.shape
+        n, d = x.shape
         _checks.check_same_shape("dout", dout, (n, W.shape[1]))
-        x_kernel = self._x_kernel
-        if x_kernel is None or self.x is not self._x_forward:
-            return super().backward(dout)   # the reference path, or x replaced since forward
-        dtype = kernel_dtype(self.x, W, dout, integers_become_float=False)
+        dtype = kernel_dtype(x, W, dout, integers_become_float=False)
         if dtype is None or dout.dtype != dtype:
             return super().backward(dout)   # NumPy's per-product dtypes
-        x_kernel = contiguous(x_kernel, dtype)
+        x_kernel = contiguous(x, dtype)
         dx = np.empty((n, d), dtype=dtype)
         dW = np.empty(W.shape, dtype=dtype)
         db = np.empty(W.shape[1], dtype=dtype)
@@ -128,7 +134,7 @@ class Affine(_reference.Affine):
                                                 contiguous(W, dtype).T, dx, dW, db)
         self.dW = dW
         self.db = db
-        return dx if len(self.original_x_shape) == 2 else dx.reshape(self.original_x_shape)
+        return dx if x_shape == (n, d) else dx.reshape(x_shape)
 
 
 class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
@@ -136,8 +142,9 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
 
     def __init__(self):
         super().__init__()
-        self._kernel_y = None     # the 2-D y the kernel wrote (None: reference path)
         self._row_losses = None   # the kernel's per-row loss output, reused call to call
+        self._kernel_y = None     # the 2-D y the kernel wrote (None: reference path)
+        self._y_forward = None    # the self.y forward set: the kernel's y, or a view of it
 
     def forward(self, x, t):
         label_check = (_backend.elementwise.first_label_out_of_range
@@ -161,17 +168,16 @@ class SoftmaxWithLoss(_reference.SoftmaxWithLoss):
         self._x_shape = x_shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
         self.t = t
         self._labels = labels
-        self.y = y if len(x_shape) == 2 else y.reshape(x_shape)
+        self.y = self._y_forward = y if len(x_shape) == 2 else y.reshape(x_shape)
         self._kernel_y = y
         self.loss = total / n
         return self.loss
 
     def backward(self, dout=1):
-        _checks.check_called_forward(self, "y")
         y = self._kernel_y
         # the kernel path needs a real scalar dout and the y forward wrote (not
-        # one the caller has assigned since: self.y is the kernel's y or a view of it)
-        if y is None or (self.y is not y and self.y.base is not y) \
+        # one the caller has assigned since; in-place changes to it are read)
+        if y is None or self.y is not self._y_forward \
                 or isinstance(dout, (bool, np.bool_)) \
                 or not isinstance(dout, (int, float, np.integer, np.floating)):
             return super().backward(dout)

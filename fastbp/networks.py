@@ -111,7 +111,8 @@ class _FastTrainStep:
         lam = self.weight_decay_lambda
         # the loss is at the parameters before the update: weight decay first
         decay_loss = self._weight_decay_loss()
-        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD)
+        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD) \
+            and not _overrides_update(optimizer)
         try:
             if fused_sgd:
                 # W = (1 - lr*lam) W - lr x.T dz and b = b - lr sum(dz), in place
@@ -122,6 +123,10 @@ class _FastTrainStep:
                 # gradients dW = x.T dz + lam W and db = sum(dz), then the optimizer
                 total = ws.step.step(x_in, t, weights, biases, ws.grad_W, ws.grad_b,
                                      1.0, lam, 0.0)
+        except _backend.train.ParamsOverlap:
+            # params sharing memory: the reference computes every gradient
+            # before it updates anything
+            return super().train_step(x, t, optimizer)
         except (TypeError, ValueError):
             # the step checks every param before it writes anything; params it
             # can't take (another dtype, a view, read-only) go the reference way
@@ -151,14 +156,32 @@ class _FastTrainStep:
         return _checks.softmax_inputs(logits_shape, t)[1]   # raises if bad
 
     def _apply_optimizer(self, ws, optimizer):
-        if isinstance(optimizer, _reference_optimizers.Optimizer):
-            # our optimizers: validated shapes are known, call the per-array update
-            optimizer._begin_step()
-            for key, param in self.params.items():
-                optimizer._update_one(key, param, ws.grads[key])
+        if isinstance(optimizer, _reference_optimizers.Optimizer) \
+                and not _overrides_update(optimizer):
+            # our optimizers' own update: the gradients' shapes are known (the
+            # step made them), so check the state and run the per-array update
+            # under the optimizer's lock, as update() would
+            with optimizer._lock:
+                params = self.params
+                for key, param in params.items():
+                    optimizer._check_param(key, param)
+                    optimizer._check_state(key, param)
+                optimizer._begin_step()
+                for key, param in params.items():
+                    optimizer._update_one(key, param, ws.grads[key])
         else:
-            # a foreign optimizer may keep the arrays it is given: hand it copies
+            # a foreign optimizer, or one whose update() is overridden (to clip,
+            # freeze, log...): its update(), with copies it may keep
             optimizer.update(self.params, {k: g.copy() for k, g in ws.grads.items()})
+
+
+def _overrides_update(optimizer):
+    """Whether ``optimizer`` (one of fastbp's) has another ``update`` than
+    ``Optimizer.update``, or ``_validate``: then train_step calls its update()."""
+    cls = type(optimizer)
+    return (getattr(cls, "update", None) is not _reference_optimizers.Optimizer.update
+            or getattr(cls, "_validate", None) is not _reference_optimizers.Optimizer._validate
+            or "update" in getattr(optimizer, "__dict__", ()))
 
 
 class TwoLayerNet(_FastTrainStep, _reference.TwoLayerNet):

@@ -5,6 +5,8 @@ Same classes, signatures and state attributes as
 a kernel of ``fastbp._optim`` when the parameter, gradient and state share a
 float32/float64 dtype and are contiguous, and the reference otherwise.
 """
+import numpy as np
+
 from . import _backend
 from ._arrays import flat
 from .reference import optimizers as _reference
@@ -14,12 +16,19 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Ad
            "OPTIMIZERS", "get_optimizer"]
 
 
-def _kernels_for(param, grad):
+def _kernels_for(param, grad, *states):
     """The compiled kernels that can update these arrays in place (one
-    float32/float64 dtype, C-contiguous), or None: the reference updates."""
-    if grad.dtype == param.dtype and param.flags.c_contiguous and grad.flags.c_contiguous:
-        return _backend.KERNELS.get(param.dtype)
-    return None
+    float32/float64 dtype, one shape, C-contiguous, param and state arrays
+    writeable), or None: the reference updates.  The state arrays are
+    checked at every call: the caller may have replaced them since."""
+    shape, dtype = param.shape, param.dtype
+    if grad.dtype != dtype or grad.shape != shape or not grad.flags.c_contiguous:
+        return None
+    for array in (param, *states):
+        if type(array) is not np.ndarray or array.dtype != dtype or array.shape != shape \
+                or not array.flags.c_contiguous or not array.flags.writeable:
+            return None
+    return _backend.KERNELS.get(dtype)
 
 
 class SGD(_reference.SGD):
@@ -36,10 +45,10 @@ class Momentum(_reference.Momentum):
     __doc__ = _reference.Momentum.__doc__
 
     def _update_one(self, key, param, grad):
-        kernels = _kernels_for(param, grad)
+        v = self._state("v", key, param)
+        kernels = _kernels_for(param, grad, v)
         if kernels is None:
             return super()._update_one(key, param, grad)
-        v = self._state("v", key, param)
         kernels.momentum(flat(param), flat(grad), flat(v), self.lr, self.momentum)
 
 
@@ -47,10 +56,10 @@ class Nesterov(_reference.Nesterov):
     __doc__ = _reference.Nesterov.__doc__
 
     def _update_one(self, key, param, grad):
-        kernels = _kernels_for(param, grad)
+        v = self._state("v", key, param)
+        kernels = _kernels_for(param, grad, v)
         if kernels is None:
             return super()._update_one(key, param, grad)
-        v = self._state("v", key, param)
         kernels.nesterov(flat(param), flat(grad), flat(v), self.lr, self.momentum)
 
 
@@ -58,10 +67,10 @@ class AdaGrad(_reference.AdaGrad):
     __doc__ = _reference.AdaGrad.__doc__
 
     def _update_one(self, key, param, grad):
-        kernels = _kernels_for(param, grad)
+        h = self._state("h", key, param)
+        kernels = _kernels_for(param, grad, h)
         if kernels is None:
             return super()._update_one(key, param, grad)
-        h = self._state("h", key, param)
         kernels.adagrad(flat(param), flat(grad), flat(h), self.lr)
 
 
@@ -69,10 +78,10 @@ class RMSprop(_reference.RMSprop):
     __doc__ = _reference.RMSprop.__doc__
 
     def _update_one(self, key, param, grad):
-        kernels = _kernels_for(param, grad)
+        h = self._state("h", key, param)
+        kernels = _kernels_for(param, grad, h)
         if kernels is None:
             return super()._update_one(key, param, grad)
-        h = self._state("h", key, param)
         kernels.rmsprop(flat(param), flat(grad), flat(h), self.lr, self.decay_rate)
 
 
@@ -80,11 +89,11 @@ class Adam(_reference.Adam):
     __doc__ = _reference.Adam.__doc__
 
     def _update_one(self, key, param, grad):
-        kernels = _kernels_for(param, grad)
-        if kernels is None:
-            return super()._update_one(key, param, grad)
         m = self._state("m", key, param)
         v = self._state("v", key, param)
+        kernels = _kernels_for(param, grad, m, v)
+        if kernels is None:
+            return super()._update_one(key, param, grad)
         kernels.adam(flat(param), flat(grad), flat(m), flat(v), self.lr_t, self.beta1,
                      self.beta2)
 

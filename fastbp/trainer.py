@@ -31,6 +31,9 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._state import Stateful
+from ._trainer_checks import check_training_data
+
 __all__ = ["Trainer"]
 
 #: module providing ``get_optimizer``; None means "find it on first use"
@@ -61,18 +64,7 @@ def _check_int(name, value, minimum, allow_none=False):
     return int(value)
 
 
-def _check_data(x_name, x, t_name, t):
-    x = np.asarray(x)
-    t = np.asarray(t)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"{x_name}: expected a non-empty batch of samples, got shape {x.shape}")
-    if t.ndim < 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f"{t_name}: expected {x.shape[0]} labels to match {x_name} of shape "
-                         f"{x.shape}, got shape {t.shape}")
-    return x, t
-
-
-class Trainer:
+class Trainer(Stateful):
     """Train ``network`` by mini-batch SGD-style optimization, as in the book.
 
     network: an object with ``params``, ``gradient(x, t)``, ``loss(x, t)`` and
@@ -97,15 +89,21 @@ class Trainer:
 
     The batch arrays handed to ``train_step`` are buffers reused (overwritten)
     at every step; a network must not keep them across steps.
+
+    The data are checked here, before any step (shapes against the network
+    and each other, labels as ``loss`` takes them); errors name the array.
+    ``train`` and ``train_step`` take turns per Trainer (``fastbp._state``).
     """
+
+    _serialised_methods = ("train", "train_step")
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20,
                  mini_batch_size=100, optimizer="SGD", optimizer_param=None,
                  evaluate_sample_num_per_epoch=None, verbose=True, *, seed=None,
                  max_iter=None):
         self.network = network
-        self.x_train, self.t_train = _check_data("x_train", x_train, "t_train", t_train)
-        self.x_test, self.t_test = _check_data("x_test", x_test, "t_test", t_test)
+        self.x_train, self.t_train, self.x_test, self.t_test = check_training_data(
+            network, x_train, t_train, x_test, t_test)
         self.epochs = _check_int("epochs", epochs, 0)
         self.batch_size = _check_int("mini_batch_size", mini_batch_size, 1)
         self.evaluate_sample_num_per_epoch = _check_int(
@@ -271,5 +269,6 @@ class Trainer:
         ax_acc.set_title(f"accuracy ({final})")
         fig.suptitle(title, fontsize=9)
         if path is not None:
-            fig.savefig(path, dpi=100)
+            from . import _files
+            _files.save_figure(fig, path, dpi=100)   # complete or not written
         return fig

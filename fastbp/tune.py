@@ -44,12 +44,12 @@ import dataclasses
 import json
 import math
 import numbers
-import os
 import socket
 import time
 
 import numpy as np
 
+from . import _files
 from .trainer import _check_int
 
 __all__ = ["random_search", "run_trial", "validation_split", "check_plot_format",
@@ -172,12 +172,12 @@ class SearchResult:
         return [tr.to_dict() for tr in self.trials]
 
     def save_json(self, path):
-        """Write the settings, split sizes, timing and every trial to ``path`` (JSON)."""
+        """Write the settings, split sizes, timing and every trial to ``path``
+        (JSON), under a temporary name beside it renamed over it once complete."""
         doc = {"config": dataclasses.asdict(self.config), "n_train": self.n_train,
                "n_val": self.n_val, "elapsed": self.elapsed, "engine": self.engine,
                "trials": self.to_dicts()}
-        with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
+        _files.atomic_write(path, lambda f: f.write(json.dumps(doc, indent=1).encode()))
 
     def rerun(self, index):
         """Run trial ``index`` again on its own, in this process (same result)."""
@@ -213,7 +213,7 @@ class SearchResult:
         fig.suptitle(f"random search: {len(shown)} best of {len(self.trials)} trials "
                      f"(accuracy per epoch)", fontsize=10)
         if path is not None:
-            fig.savefig(path, dpi=100)
+            _files.save_figure(fig, path, dpi=100)
         return fig
 
 
@@ -250,15 +250,7 @@ def check_plot_format(path):
     """Raise before a search if a plot can't be saved as ``path``: ImportError
     without matplotlib, ValueError for a format matplotlib doesn't write (by
     the extension; none means PNG)."""
-    try:
-        from matplotlib.backend_bases import FigureCanvasBase
-    except ImportError:
-        raise ImportError(PLOT_HINT) from None
-    ext = os.path.splitext(os.fspath(path))[1][1:].lower()
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if ext and ext not in formats:
-        raise ValueError(f"{os.fspath(path)}: expected a file name ending in one of "
-                         f"{', '.join('.' + f for f in sorted(formats))}, got '.{ext}'")
+    _files.check_figure_format(path, PLOT_HINT)
 
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,9 @@ The test modules import the plain helpers below directly
 directory on sys.path.  Fixtures live at the bottom.
 """
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +15,29 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
+from fastbp._env import env_flag
+
+PURE = env_flag("FASTBP_PURE")
 
 # The full MNIST files sit beside the repository (../shared/data/mnist) in
 # development and CI; $FASTBP_MNIST_FULL points at another directory.
 SHARED_MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def run_isolated(code, timeout=120):
+    """Run ``code`` (dedented) in a fresh interpreter on the fastbp under test;
+    return ``(returncode, stdout, stderr)``.  For cases that crashed the
+    process once: a regression is then a failing test, not a dead run."""
+    import fastbp
+    package_parent = str(Path(fastbp.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    # cwd: the tests directory (`python -c` puts the cwd first on sys.path;
+    # the repository root would put the uncompiled checkout there)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def full_mnist_candidate():

@@ -134,7 +134,7 @@ def assert_falls_back(result, cause):
     assert result["threads"] == 1
 
 
-@pytest.mark.parametrize("value", ["1", "yes"])
+@pytest.mark.parametrize("value", ["1", "yes", "true", "ON", " on "])
 def test_fastbp_pure_runs_the_reference_and_warns_once(value):
     result = run_probe(pure=value)
     assert_falls_back(result, "FASTBP_PURE is set")
@@ -164,7 +164,8 @@ def test_extension_failing_to_load_falls_back_naming_the_cause():
     assert "fastbp._elementwise" not in result["compiled_modules_imported"]
 
 
-@pytest.mark.parametrize("value", [None, "", "0"], ids=["unset", "empty", "0"])
+@pytest.mark.parametrize("value", [None, "", "0", "false", "No", "off"],
+                         ids=["unset", "empty", "0", "false", "No", "off"])
 def test_compiled_core_loads_without_a_warning(value):
     if not core_is_built():
         pytest.skip("the compiled core is not built in this checkout")
@@ -176,3 +177,15 @@ def test_compiled_core_loads_without_a_warning(value):
                                                    "fastbp._optim", "fastbp._train"]
     # layers: kernels vs reference agree within tolerance, not bit for bit
     assert result["affine"] == [[2.0, 2.0]]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enable", "0.0"])
+def test_fastbp_pure_refuses_other_values_naming_them(value):
+    # A typo must not pick a mode silently (anything but "" and "0" once meant
+    # pure, "false" and "no" included).
+    proc = subprocess.run([sys.executable, "-c", "import fastbp"], env=_env(value), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"ValueError: FASTBP_PURE={value!r}: expected 1, true, yes or on (on), "
+                    "or 0, false, no, off or empty (off), in any case"), proc.stderr

@@ -17,7 +17,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from ._idx import GZIP_ERRORS, corrupt_gzip, is_gzip
+from ._idx import GZIP_ERRORS, MAX_CONTENT_BYTES, corrupt_gzip, is_gzip
+from ._idx import capped_chunks as _chunks
 
 __all__ = [
     "MNIST_FILES",
@@ -57,8 +58,7 @@ DEFAULT_MIRRORS = (
 
 DEFAULT_TIMEOUT = 10.0                  # seconds, per connect / per read
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # compressed; the largest file is ~9.5 MB
-_MAX_CONTENT_BYTES = 256 * 1024 * 1024  # uncompressed; the largest file is ~47 MB
-_CHUNK = 1 << 16
+_MAX_CONTENT_BYTES = MAX_CONTENT_BYTES   # uncompressed, as local files (_idx.py)
 
 
 class MnistUnavailableError(OSError):
@@ -132,19 +132,6 @@ def mnist_mirrors(mirror=None):
     if not mirrors:
         raise ValueError("mirror: expected at least one mirror base URL, got none")
     return mirrors
-
-
-def _chunks(read, limit, too_large):
-    """The data of ``read(size)`` chunk by chunk; ValueError(too_large) past ``limit`` bytes."""
-    total = 0
-    while True:
-        chunk = read(_CHUNK)
-        if not chunk:
-            return
-        total += len(chunk)
-        if total > limit:
-            raise ValueError(too_large)
-        yield chunk
 
 
 def _content_sha256(path):

@@ -8,9 +8,9 @@ gzip data -- is a :class:`ValueError` whose message starts with the file
 (or the label given for in-memory data).
 """
 import gzip
+import os
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +24,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: what a corrupt gzip stream raises, in memory or streamed
 #: (BadGzipFile: header/CRC/length; EOFError: cut short; zlib.error: deflate data)
 GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+#: the most content (uncompressed) a file may hold, read from disk or
+#: downloaded: MNIST's largest file is ~47 MB
+MAX_CONTENT_BYTES = 256 * 1024 * 1024
+_CHUNK = 1 << 16
 
 
 def is_gzip(data):
@@ -48,10 +53,50 @@ def gunzip(data, source):
         raise corrupt_gzip(exc, source) from None
 
 
-def read_bytes(path):
-    """Whole content of ``path``, gunzipped if its name ends in ``.gz``."""
-    data = Path(path).read_bytes()
-    return gunzip(data, path) if str(path).endswith(".gz") else data
+def read_bytes(path, check_start=None, limit=None):
+    """Whole content of ``path``, gunzipped if its name ends in ``.gz``.
+
+    Reads in chunks and stops with a ValueError naming the file once the
+    content passes ``limit`` bytes (default MAX_CONTENT_BYTES, as a
+    download), so a small gzip of zeros can't fill the memory.
+    ``check_start(first_bytes)``, if given, sees the first chunk before the
+    rest is read (it raises for a wrong header, which then costs one chunk).
+    """
+    limit = MAX_CONTENT_BYTES if limit is None else limit
+    gzipped = str(path).endswith(".gz")
+    if not gzipped and os.stat(path).st_size > limit:
+        raise ValueError(f"{path}: {os.stat(path).st_size} bytes, more than the "
+                         f"{limit}-byte limit of an MNIST file")
+    if gzipped:
+        with open(path, "rb") as raw:
+            start = raw.read(2)
+        if not is_gzip(start):
+            what = "is empty" if not start else "does not start with the gzip magic bytes"
+            raise ValueError(f"{path}: corrupt gzip data (not gzip: the file {what})")
+    chunks = []
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as f:
+            for chunk in capped_chunks(f.read, limit, f"{path}: content larger than the "
+                                       f"{limit}-byte limit of an MNIST file"):
+                if not chunks and check_start is not None:
+                    check_start(chunk)
+                chunks.append(chunk)
+    except GZIP_ERRORS as exc:
+        raise corrupt_gzip(exc, path) from None
+    return b"".join(chunks)
+
+
+def capped_chunks(read, limit, too_large):
+    """The data of ``read(size)`` chunk by chunk; ValueError(too_large) past ``limit`` bytes."""
+    total = 0
+    while True:
+        chunk = read(_CHUNK)
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:
+            raise ValueError(too_large)
+        yield chunk
 
 
 def _gzip_hint(data):
@@ -70,8 +115,8 @@ def _check_length(source, data, header, expected, what):
                          f"{expected} bytes of data the header announces ({what})")
 
 
-def parse_images(data, source):
-    """(n, rows, cols) uint8 array (read-only view of ``data``, IDX image bytes)."""
+def _image_header(data, source):
+    """(n, rows, cols) from the 16-byte header of IDX image bytes ``data``."""
     if len(data) < 16:
         raise ValueError(f"{source}: truncated: {len(data)} bytes, shorter than the "
                          f"16-byte IDX image header{_gzip_hint(data)}")
@@ -83,12 +128,11 @@ def parse_images(data, source):
     if n < 0 or rows <= 0 or cols <= 0:
         raise ValueError(f"{source}: invalid header sizes: {n} images of "
                          f"{rows}x{cols} pixels")
-    _check_length(source, data, 16, n * rows * cols, f"{n} images x {rows} x {cols}")
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows, cols)
+    return n, rows, cols
 
 
-def parse_labels(data, source):
-    """(n,) uint8 array (read-only view of ``data``, IDX label bytes), every value <= 9."""
+def _label_header(data, source):
+    """n from the 8-byte header of IDX label bytes ``data``."""
     if len(data) < 8:
         raise ValueError(f"{source}: truncated: {len(data)} bytes, shorter than the "
                          f"8-byte IDX label header{_gzip_hint(data)}")
@@ -99,6 +143,42 @@ def parse_labels(data, source):
                          f"IDX label file{_gzip_hint(data)}")
     if n < 0:
         raise ValueError(f"{source}: invalid header: {n} labels")
+    return n
+
+
+def _check_announced(source, header_size, body_size):
+    if header_size + body_size > MAX_CONTENT_BYTES:
+        raise ValueError(f"{source}: the header announces {body_size} bytes of data, more "
+                         f"than the {MAX_CONTENT_BYTES}-byte limit of an MNIST file")
+
+
+def _check_image_start(source):
+    """A ``read_bytes`` check_start: the image header, before the rest is read."""
+    def check(first):
+        if len(first) >= 16:
+            n, rows, cols = _image_header(first, source)
+            _check_announced(source, 16, n * rows * cols)
+    return check
+
+
+def _check_label_start(source):
+    """A ``read_bytes`` check_start: the label header, before the rest is read."""
+    def check(first):
+        if len(first) >= 8:
+            _check_announced(source, 8, _label_header(first, source))
+    return check
+
+
+def parse_images(data, source):
+    """(n, rows, cols) uint8 array (read-only view of ``data``, IDX image bytes)."""
+    n, rows, cols = _image_header(data, source)
+    _check_length(source, data, 16, n * rows * cols, f"{n} images x {rows} x {cols}")
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def parse_labels(data, source):
+    """(n,) uint8 array (read-only view of ``data``, IDX label bytes), every value <= 9."""
+    n = _label_header(data, source)
     _check_length(source, data, 8, n, f"{n} labels")
     labels = np.frombuffer(data, dtype=np.uint8, offset=8)
     if n and labels.max() >= NUM_CLASSES:
@@ -113,9 +193,10 @@ def read_idx_images(path):
 
     Returns a read-only ``uint8`` array of shape ``(n, rows, cols)``, sizes
     from the header.  Raises :class:`ValueError` naming the file for a wrong
-    magic number, truncated data, trailing bytes or corrupt gzip data.
+    magic number (after reading one chunk), truncated data, trailing bytes,
+    corrupt gzip data, or content past MAX_CONTENT_BYTES.
     """
-    return parse_images(read_bytes(path), path)
+    return parse_images(read_bytes(path, _check_image_start(path)), path)
 
 
 def read_idx_labels(path):
@@ -123,6 +204,7 @@ def read_idx_labels(path):
 
     Returns a read-only ``uint8`` array of shape ``(n,)``.  Raises
     :class:`ValueError` naming the file for a wrong magic number, truncated
-    data, trailing bytes, corrupt gzip data or a label outside 0..9.
+    data, trailing bytes, corrupt gzip data, a label outside 0..9 or content
+    past MAX_CONTENT_BYTES.
     """
-    return parse_labels(read_bytes(path), path)
+    return parse_labels(read_bytes(path, _check_label_start(path)), path)

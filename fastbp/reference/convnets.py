@@ -29,6 +29,7 @@ Subclassing (how ``fastbp.networks`` gets compiled layers): every layer is
 built from the class attribute ``layers_module`` (``Convolution``, ``Relu``,
 ``Pooling``, ``Affine``, ``Dropout``, ``SoftmaxWithLoss``) in ``_build_layers``.
 """
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -36,15 +37,18 @@ import numpy as np
 
 from .. import _checks
 from .. import _conv_checks as _conv
+from .._state import StatefulNetwork
 from .._param_pickle import load_array_dict, save_array_dict
 from . import layers as _reference_layers
 from .gradient import numerical_gradient as _numerical_gradient
-from .networks import _check_dtype, _check_positive_int, accuracy_labels, gradient_step
+from .networks import (_check_dtype, _check_positive_int, accuracy_labels,
+                       check_loss_inputs, gradient_step)
 from .util import conv_output_size
 
 __all__ = ["SimpleConvNet", "DeepConvNet", "ConvNetBase"]
 
 _CONV_PARAM_KEYS = ("filter_num", "filter_size", "pad", "stride")
+_PICKLE_OVERHEAD = 1 << 16    # the dict, keys and array headers of a parameter pickle
 
 
 def _conv_param(name, given, default):
@@ -90,7 +94,7 @@ def _pool_output(name, size):
     return tuple(conv_output_size(d, 2, 2, 0) for d in size)
 
 
-class ConvNetBase:
+class ConvNetBase(StatefulNetwork):
     """What the two convolutional networks share: forward through
     ``layers``, the loss, accuracy in batches, backprop, a training step and
     the book's parameter files.
@@ -124,7 +128,7 @@ class ConvNetBase:
         x: (N, C, H, W) images; t: integer labels (N,) or (N, 1), or one-hot
         (N, output_size).  Returns a Python float.
         """
-        _checks.check_nonempty_batch(x)
+        check_loss_inputs(x, t, self.output_size)
         y = self._predict_for_loss(x)
         return float(self.last_layer.forward(y, t))
 
@@ -175,7 +179,10 @@ class ConvNetBase:
 
     # -- the book's parameter files ------------------------------------------------
     def save_params(self, file_name="params.pkl"):
-        """Pickle the parameters as the book does: a dict {'W1': ndarray, ...}."""
+        """Pickle the parameters as the book does: a dict {'W1': ndarray, ...}.
+
+        Written beside ``file_name`` under a temporary name and renamed over
+        it once complete: a failed save leaves a previous file intact."""
         save_array_dict(self.params, file_name)
 
     def load_params(self, file_name="params.pkl"):
@@ -185,14 +192,18 @@ class ConvNetBase:
         of NumPy arrays and nothing else (a file that would run code or build
         any other object raises ``pickle.UnpicklingError`` before anything is
         called).  It must have exactly this network's keys, each with this
-        network's shape (else ValueError naming the key, expected and got).
+        network's shape (else ValueError naming the key, expected and got),
+        and be no larger than those parameters in float64 can take (checked
+        before anything is read).
         The values are copied into the parameter arrays, cast to the
         network's dtype, and every layer is pointed at ``params`` again (as
         the book's ``load_params`` does).  On any error nothing changes.
         Returns self.
         """
-        stored = load_array_dict(file_name)
         expected = {key: np.shape(value) for key, value in self.params.items()}
+        # at most float64 values (the book's files) plus the pickle's framing
+        values = sum(math.prod(shape) for shape in expected.values())
+        stored = load_array_dict(file_name, max_bytes=8 * values + _PICKLE_OVERHEAD)
         extra = [key for key in stored if key not in expected]
         missing = [key for key in expected if key not in stored]
         if extra or missing:

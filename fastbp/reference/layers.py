@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .. import _checks
+from .._state import StatefulLayer
 from .. import _conv_checks as _conv
 from . import util as _util
 from .functions import sigmoid, softmax_cross_entropy
@@ -23,7 +24,7 @@ __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "Softmax
            "Dropout", "BatchNormalization", "Convolution", "Pooling"]
 
 
-class MulLayer:
+class MulLayer(StatefulLayer):
     """z = x * y; backward gives (dout * y, dout * x). Scalars or arrays."""
 
     def __init__(self):
@@ -42,7 +43,7 @@ class MulLayer:
         return dx, dy
 
 
-class AddLayer:
+class AddLayer(StatefulLayer):
     """z = x + y; backward gives (dout, dout)."""
 
     def __init__(self):
@@ -57,7 +58,7 @@ class AddLayer:
         return dx, dy
 
 
-class Relu:
+class Relu(StatefulLayer):
     """max(x, 0). After forward, ``mask`` is the bool array ``x <= 0``."""
 
     def __init__(self):
@@ -82,7 +83,7 @@ class Relu:
 ReLU = Relu
 
 
-class Sigmoid:
+class Sigmoid(StatefulLayer):
     """1 / (1 + exp(-x)), overflow-free. After forward, ``out`` holds the result."""
 
     def __init__(self):
@@ -103,7 +104,7 @@ class Sigmoid:
         return dx
 
 
-class Affine:
+class Affine(StatefulLayer):
     """x @ W + b for a batch x of shape (N, D) or (N, d1, d2, ...).
 
     Holds references to ``W`` (D, M) and ``b`` (M,) and reads them at every
@@ -141,7 +142,7 @@ class Affine:
         return dx
 
 
-class SoftmaxWithLoss:
+class SoftmaxWithLoss(StatefulLayer):
     """Softmax followed by the mean cross-entropy loss.
 
     ``forward(x, t)``: logits x (N, C) or (C,), labels t as integers (N,) or
@@ -198,7 +199,7 @@ def _dropout_generator(rng):
                     f"non-negative integer seed, got {rng!r}")
 
 
-class Dropout:
+class Dropout(StatefulLayer):
     """Dropout as in the book: units dropped at training time, no rescaling.
 
     ``forward(x, train_flg=True)``: in training, draws a keep-mask ``mask``
@@ -277,7 +278,7 @@ def _statistics_dtype(x):
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
-class BatchNormalization:
+class BatchNormalization(StatefulLayer):
     """Batch normalisation as in the book: out = gamma * xn + beta.
 
     gamma, beta: arrays (D,), kept by reference and read at every call (an
@@ -391,7 +392,7 @@ class BatchNormalization:
 # ---------------------------------------------------------------------------
 # Chapter 7: convolution and pooling over im2col/col2im
 # ---------------------------------------------------------------------------
-class Convolution:
+class Convolution(StatefulLayer):
     """2-D convolution (cross-correlation, as in the book) of a batch with filters.
 
     ``W`` (FN, C, FH, FW) and ``b`` (FN,) or a scalar (the book's
@@ -461,7 +462,7 @@ class Convolution:
         return dx
 
 
-class Pooling:
+class Pooling(StatefulLayer):
     """Max pooling over pool_h x pool_w windows at ``stride``.
 
     ``forward(x)``: x (N, C, H, W) -> out (N, C, OH, OW), C-contiguous,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _checks
 from .gradient import numerical_gradient as _numerical_gradient
-from .networks import MultiLayerNet
+from .networks import MultiLayerNet, check_loss_inputs
 
 __all__ = ["MultiLayerNetExtend"]
 
@@ -112,7 +112,7 @@ class MultiLayerNetExtend(MultiLayerNet):
     def loss(self, x, t, train_flg=False):
         """Mean cross-entropy of softmax(predict(x, train_flg)) against t, plus
         0.5 * lambda * sum(W**2) over all W.  Returns a float."""
-        _checks.check_nonempty_batch(x)
+        check_loss_inputs(x, t, self._sizes[-1])
         y = self.predict(x, train_flg)
         return float(self.lastLayer.forward(y, t)) + self._weight_decay_loss()
 
@@ -150,6 +150,16 @@ class MultiLayerNetExtend(MultiLayerNet):
         return loss, {key: grads[key] for key in self._grad_keys()}
 
     # -- persistence -------------------------------------------------------------
+    def _saved_settings(self):
+        settings = super()._saved_settings()
+        settings.update(use_dropout=self.use_dropout, dropout_ration=self.dropout_ration,
+                        use_batchnorm=self.use_batchnorm)
+        return settings
+
+    def _state_entries(self):
+        return {f"__{name}{i}__": (f"BatchNorm{i}.{name}", (self._sizes[i],))
+                for i, _ in self._batchnorm_layers() for name in ("running_mean", "running_var")}
+
     def _metadata(self):
         arrays = super()._metadata()
         for i, layer in self._batchnorm_layers():

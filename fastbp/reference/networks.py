@@ -18,19 +18,23 @@ is the same network with compiled layers.  A subclass with a fused fast
 path overrides ``loss_and_gradient`` (used by ``gradient``) and/or
 ``train_step``; the results must equal the ones here.
 """
+import math
 import numbers
 import os
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _files
+from .._state import StatefulNetwork
 from . import layers as _reference_layers
 from .gradient import numerical_gradient as _numerical_gradient
 
 __all__ = ["TwoLayerNet", "MultiLayerNet", "BaseNet"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_SETTING_VALUES = 4096   # a setting entry is a scalar, a string or the layer sizes
 
 
 def _check_dtype(dtype):
@@ -50,18 +54,25 @@ def _check_positive_int(name, value):
     return int(value)
 
 
+def check_loss_inputs(x, t, n_classes):
+    """What ``loss(x, t)`` checks before any forward pass: a non-empty batch,
+    and labels for its samples as ``SoftmaxWithLoss`` takes them (so bad
+    labels fail before dropout draws masks or batch norm moves its running
+    statistics, and the error names the caller's x)."""
+    _checks.check_nonempty_batch(x)
+    shape = np.shape(x)
+    if len(shape) >= 2:         # (not a batch: predict's own check names x)
+        _checks.class_labels("t", t, shape[0], n_classes, f"x of shape {shape}")
+
+
 def accuracy_labels(t, x_shape, n_classes):
     """The labels of ``accuracy(x, t)`` as a vector (N,) to compare with the
-    predicted classes: labels (N,) as they are, integer labels (N, 1) as (N,),
-    one-hot (N, n_classes) through argmax.  ValueError for anything else."""
-    t = _checks.column_labels_as_vector(_checks.as_numeric_array("t", t), n_classes)
-    if t.ndim == 2 and t.shape[1] == n_classes:
-        t = np.argmax(t, axis=1)
-    if t.shape != x_shape[:1]:
-        raise ValueError(f"t: expected {x_shape[0]} labels (N,) or one-hot labels "
-                         f"({x_shape[0]}, {n_classes}) to match x of shape {x_shape}, "
-                         f"got shape {t.shape}")
-    return t
+    predicted classes, checked exactly as ``loss`` checks them: integer
+    labels (N,) or (N, 1) in [0, n_classes), or one-hot (N, n_classes)
+    (through argmax).  TypeError/ValueError naming ``t`` for anything else."""
+    labels, one_hot = _checks.class_labels("t", t, x_shape[0], n_classes,
+                                           f"x of shape {x_shape}")
+    return np.argmax(labels, axis=1) if one_hot else labels
 
 
 def gradient_step(net, x, t, optimizer):
@@ -75,7 +86,7 @@ def gradient_step(net, x, t, optimizer):
     return loss
 
 
-class BaseNet:
+class BaseNet(StatefulNetwork):
     """Logic shared by the networks: a stack of Affine/activation layers
     followed by ``SoftmaxWithLoss``, with optional L2 weight decay.
 
@@ -161,7 +172,7 @@ class BaseNet:
 
         t: integer labels (N,) or one-hot (N, output_size).  Returns a float.
         """
-        _checks.check_nonempty_batch(x)
+        check_loss_inputs(x, t, self._sizes[-1])
         y = self.predict(x)
         return float(self.lastLayer.forward(y, t)) + self._weight_decay_loss()
 
@@ -236,67 +247,129 @@ class BaseNet:
         return gradient_step(self, x, t, optimizer)
 
     # -- persistence -------------------------------------------------------------
+    def _saved_settings(self):
+        """What makes this network what it is besides its parameters:
+        ``{name: value}``, written by ``save`` as the entry ``__name__`` and
+        compared by ``load`` with the network it loads into."""
+        return {"class": type(self).__name__, "sizes": [int(s) for s in self._sizes],
+                "dtype": self.dtype.name, "activation": getattr(self, "activation", "relu"),
+                "weight_decay_lambda": float(self.weight_decay_lambda)}
+
     def _metadata(self):
-        return {"__class__": np.asarray(type(self).__name__),
-                "__sizes__": np.asarray(self._sizes, dtype=np.int64),
-                "__dtype__": np.asarray(self.dtype.name)}
+        """The non-parameter entries ``save`` writes: the settings, and
+        whatever state ``_state_entries`` names (added by subclasses)."""
+        return {f"__{name}__": np.asarray(value)
+                for name, value in self._saved_settings().items()}
+
+    def _state_entries(self):
+        """``{entry: (what, shape)}`` of the state ``_metadata`` may write
+        besides the settings (``load`` checks each shape before reading it;
+        ``what`` names it in the error, e.g. 'BatchNorm1.running_mean')."""
+        return {}
 
     def save(self, path):
-        """Write the parameters (and sizes, dtype, class name) to an ``.npz`` file.
+        """Write the parameters and the network's settings (class, sizes,
+        dtype, activation, weight decay) to an ``.npz`` file.
 
-        ``np.savez`` appends ``.npz`` to a path without it; the path written
-        is returned.  ``load`` restores the exact values.
+        ``.npz`` is appended to a path without it; the path written is
+        returned.  The file is written beside ``path`` under a temporary name
+        and renamed over it once complete: a save that fails part-way
+        (disk full, Ctrl-C) leaves any previous file at ``path`` as it was.
+        ``load`` restores the exact values.
         """
         arrays = dict(self.params)
         arrays.update(self._metadata())
-        if isinstance(path, (str, os.PathLike)):
-            path = os.fspath(path)
-            if not path.endswith(".npz"):
-                path += ".npz"
-        np.savez(path, **arrays)
-        return path
+        if not isinstance(path, (str, os.PathLike)):
+            np.savez(path, **arrays)            # an open file: written in place
+            return path
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        return _files.atomic_write(path, lambda f: np.savez(f, **arrays))
 
     def load(self, path):
         """Copy the parameters saved by ``save`` into this net's arrays.
 
-        Every parameter key must be in the file with this net's shape and
-        dtype, and the file must hold no other parameter; otherwise
-        ValueError naming the key, the expected and the actual value, and
-        nothing is changed.  Values are copied INTO the existing arrays, so
-        the layers keep using them.  Returns self.
+        Before any array is read, the file's index (each entry's name, shape
+        and dtype, from its header) and the settings it records are checked
+        against this network: every parameter key with this net's shape and
+        dtype and no other parameter, the same class, sizes, dtype,
+        activation and weight decay (files written before a setting was
+        recorded are not checked for it).  Anything else is a ValueError
+        naming the file, the key or setting, the expected and the stored
+        value, and nothing is changed.  Entries this network doesn't know are
+        never read.  Values are copied INTO the existing arrays, so the
+        layers keep using them.  Returns self.
         """
         if isinstance(path, (str, os.PathLike)):
             path = os.fspath(path)
             if not os.path.exists(path) and os.path.exists(path + ".npz"):
                 path += ".npz"
-        with np.load(path, allow_pickle=False) as data:
-            stored = {key: data[key] for key in data.files}
-        extra = [k for k in stored if not k.startswith("__") and k not in self.params]
-        if extra:
-            raise ValueError(f"{path}: expected the parameters {list(self.params)}, "
-                             f"the file also holds {extra}")
-        missing = [k for k in self.params if k not in stored]
-        if missing:
-            expected = {k: self.params[k].shape for k in missing}
-            raise ValueError(f"{path}: expected the parameters {list(self.params)}, "
-                             f"missing {missing} (shapes {expected})")
-        for key, param in self.params.items():
-            value = stored[key]
-            if value.shape != param.shape:
-                raise ValueError(f"{key}: expected shape {param.shape}, got {value.shape} "
-                                 f"in {path}")
-            if value.dtype != param.dtype:
-                raise ValueError(f"{key}: expected dtype {param.dtype}, got {value.dtype} "
-                                 f"in {path}")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: expected an .npz archive written by save(), got a "
+                             f"single .npy array")
+        with data:
+            index = _files.npz_index(data, path)
+            self._check_parameter_entries(index, path)
+            self._check_settings(data, index, path)
+            state_entries = {name: spec for name, spec in self._state_entries().items()
+                             if name in index}
+            for name, (what, shape) in state_entries.items():
+                if index[name].shape != shape:
+                    raise ValueError(f"{what}: expected shape {shape}, got "
+                                     f"{index[name].shape} in {path}")
+            stored = {key: data[key] for key in [*self.params, *state_entries]}
         self._load_state(stored, path)
         for key, param in self.params.items():
             np.copyto(param, stored[key])
         return self
 
+    def _check_parameter_entries(self, index, path):
+        extra = [k for k in index if not k.startswith("__") and k not in self.params]
+        if extra:
+            raise ValueError(f"{path}: expected the parameters {list(self.params)}, "
+                             f"the file also holds {extra}")
+        missing = [k for k in self.params if k not in index]
+        if missing:
+            expected = {k: self.params[k].shape for k in missing}
+            raise ValueError(f"{path}: expected the parameters {list(self.params)}, "
+                             f"missing {missing} (shapes {expected})")
+        for key, param in self.params.items():
+            entry = index[key]
+            if entry.shape != param.shape:
+                raise ValueError(f"{key}: expected shape {param.shape}, got {entry.shape} "
+                                 f"in {path}")
+            if entry.dtype != param.dtype:
+                raise ValueError(f"{key}: expected dtype {param.dtype}, got {entry.dtype} "
+                                 f"in {path}")
+
+    def _check_settings(self, data, index, path):
+        """ValueError listing every setting the file records differently."""
+        differences = []
+        for name, value in self._saved_settings().items():
+            entry = index.get(f"__{name}__")
+            if entry is None:
+                continue                 # a file from before this setting was saved
+            if math.prod(entry.shape) > _MAX_SETTING_VALUES or entry.dtype.kind not in "biufU":
+                raise ValueError(f"{path}: entry '__{name}__' is not a network setting "
+                                 f"(shape {entry.shape}, dtype {entry.dtype})")
+            stored = data[f"__{name}__"].tolist()
+            if stored != value:
+                differences.append(f"{name} {stored!r} (this network: {value!r})")
+        if differences:
+            raise ValueError(f"{path}: saved by another kind of network: "
+                             f"{'; '.join(differences)}; build the network with the file's "
+                             "settings to load it")
+
     def _load_state(self, stored, path):
         """Restore state other than ``params`` from the arrays ``stored`` in the
-        file ``path`` (keys written by ``_metadata``).  Called by ``load`` once
-        the parameters are checked: check everything before changing anything."""
+        file ``path`` (the entries of ``_state_entries`` the file has, shapes
+        checked).  Called by ``load`` once the parameters are checked: check
+        everything before changing anything."""
 
 
 class TwoLayerNet(BaseNet):

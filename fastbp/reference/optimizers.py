@@ -22,7 +22,16 @@ Subclassing (how ``fastbp.optimizers`` adds compiled fast paths): ``update``
 calls ``_begin_step()`` once per call after validation, then
 ``_update_one(key, param, grad)`` once per key in ``params`` order.  A
 subclass overriding only those two methods keeps the validation and the
-lazy state creation (``_state(name, key, param)``).
+lazy state creation (``_state(name, key, param)``).  A subclass that
+overrides ``update`` itself (to clip, freeze or log) is always called
+through it: a network's fused ``train_step`` then hands it the gradients.
+
+Aliasing: the keys are updated one after the other, in ``params`` order,
+each from ``grads[key]`` as it is when that key's turn comes.  A gradient
+that shares memory with its own parameter or that key's state arrays
+(``update(p, p)``) is copied first, so it is read as it was at the call,
+not while the update writes it.  (The compiled updates make one pass per
+array, the formulas above several; without the copy they would disagree.)
 """
 import math
 from collections.abc import Mapping
@@ -30,20 +39,24 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _checks
+from .._state import Stateful
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
            "OPTIMIZERS", "get_optimizer", "resolve_optimizer"]
 
 
-class Optimizer:
+class Optimizer(Stateful):
     """Base class: validation and the per-key loop shared by all optimizers.
 
     Subclasses implement ``_update_one(key, param, grad)`` (update the
     ndarray ``param`` in place) and may implement ``_begin_step()``.
     ``_state_names`` lists the per-key state dicts (e.g. ``('v',)``).
+    ``update`` holds the optimizer's lock (``fastbp._state``): concurrent
+    updates through one optimizer take turns.
     """
 
     _state_names = ()
+    _serialised_methods = ("update",)
 
     def __init__(self):
         for name in self._state_names:
@@ -79,14 +92,7 @@ class Optimizer:
         items = []
         for key in param_keys:
             param = params[key]
-            if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
-                what = f"dtype {param.dtype}" if isinstance(param, np.ndarray) \
-                    else type(param).__name__
-                raise TypeError(f"params[{key!r}]: expected a floating numpy array "
-                                f"(updated in place), got {what}")
-            if not param.flags.writeable:
-                raise ValueError(f"params[{key!r}]: expected a writeable array (it is "
-                                 "updated in place), got a read-only array")
+            self._check_param(key, param)
             grad = _checks.as_numeric_array(f"grads[{key!r}]", grads[key])
             if grad.dtype.kind == "b":
                 raise TypeError(f"grads[{key!r}]: expected a floating or integer "
@@ -94,17 +100,45 @@ class Optimizer:
             if grad.shape != param.shape:
                 raise ValueError(f"grads[{key!r}]: expected shape {param.shape} (the "
                                  f"shape of params[{key!r}]), got {grad.shape}")
-            for name in self._state_names:
-                state = getattr(self, name).get(key)
-                if state is not None and (state.shape != param.shape
-                                          or state.dtype != param.dtype):
-                    raise ValueError(
-                        f"params[{key!r}]: expected shape {state.shape} and dtype "
-                        f"{state.dtype} as in earlier updates (state {name!r}), got "
-                        f"shape {param.shape} and dtype {param.dtype}; use a new "
-                        "optimizer for a different network")
+            states = self._check_state(key, param)
+            if any(np.may_share_memory(grad, other) for other in (param, *states)):
+                grad = grad.copy()    # read as it was at the call (see "Aliasing" above)
             items.append((key, param, grad))
         return items
+
+    @staticmethod
+    def _check_param(key, param):
+        """TypeError/ValueError unless ``param`` is a writeable floating ndarray."""
+        if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
+            what = f"dtype {param.dtype}" if isinstance(param, np.ndarray) \
+                else type(param).__name__
+            raise TypeError(f"params[{key!r}]: expected a floating numpy array "
+                            f"(updated in place), got {what}")
+        if not param.flags.writeable:
+            raise ValueError(f"params[{key!r}]: expected a writeable array (it is "
+                             "updated in place), got a read-only array")
+
+    def _check_state(self, key, param):
+        """The state arrays of ``key`` (those created so far), after checking
+        each is an ndarray of ``param``'s shape and dtype (ValueError naming
+        the key otherwise: an optimizer used on another network, or a state
+        array replaced by the caller)."""
+        states = []
+        for name in self._state_names:
+            state = getattr(self, name).get(key)
+            if state is None:
+                continue
+            if not isinstance(state, np.ndarray) or state.shape != param.shape \
+                    or state.dtype != param.dtype:
+                what = (f"shape {state.shape} and dtype {state.dtype}"
+                        if isinstance(state, np.ndarray)
+                        else f"the shape and dtype of its state (a {type(state).__name__})")
+                raise ValueError(
+                    f"params[{key!r}]: expected {what} as in earlier updates (state "
+                    f"{name!r}), got shape {param.shape} and dtype {param.dtype}; use a new "
+                    "optimizer for a different network")
+            states.append(state)
+        return states
 
     def _state(self, name, key, param):
         """State array ``name`` for ``key``, created as zeros_like(param) if new."""
