@@ -24,9 +24,10 @@ REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
-MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train")
+MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train", "_batchnorm", "_bitgen",
+                "_dropout")
 
-affine = elementwise = optim = train = None
+affine = elementwise = optim = train = batchnorm = bitgen = dropout = None
 #: the imported compiled modules, in MODULE_NAMES order (empty without them)
 MODULES = ()
 COMPILED = False
@@ -41,7 +42,7 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
     else:
-        affine, elementwise, optim, train = MODULES
+        affine, elementwise, optim, train, batchnorm, bitgen, dropout = MODULES
         COMPILED = True
 
 
@@ -70,6 +71,13 @@ def _kernels(c_type):
         adagrad=optim.adagrad[c_type],
         rmsprop=optim.rmsprop[c_type],
         adam=optim.adam[c_type],
+        # _batchnorm.pyx
+        bn_forward_train=batchnorm.bn_forward_train[c_type],
+        bn_forward_test=batchnorm.bn_forward_test[c_type],
+        bn_backward=batchnorm.bn_backward[c_type],
+        # _dropout.pyx
+        dropout_forward=dropout.dropout_forward[c_type],
+        dropout_apply=dropout.dropout_apply[c_type],
     )
 
 
