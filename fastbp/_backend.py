@@ -25,9 +25,9 @@ REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
 MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train", "_batchnorm", "_bitgen",
-                "_dropout")
+                "_dropout", "_train_extend")
 
-affine = elementwise = optim = train = batchnorm = bitgen = dropout = None
+affine = elementwise = optim = train = batchnorm = bitgen = dropout = train_extend = None
 #: the imported compiled modules, in MODULE_NAMES order (empty without them)
 MODULES = ()
 COMPILED = False
@@ -42,7 +42,7 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
     else:
-        affine, elementwise, optim, train, batchnorm, bitgen, dropout = MODULES
+        affine, elementwise, optim, train, batchnorm, bitgen, dropout, train_extend = MODULES
         COMPILED = True
 
 

@@ -102,7 +102,8 @@ def test_every_compiled_module_is_listed_once():
         return
     assert [m.__name__ for m in backend.MODULES] == [f"fastbp.{n}" for n in backend.MODULE_NAMES]
     assert (backend.affine, backend.elementwise, backend.optim, backend.train,
-            backend.batchnorm, backend.bitgen, backend.dropout) == backend.MODULES
+            backend.batchnorm, backend.bitgen, backend.dropout, backend.train_extend) == \
+        backend.MODULES
 
 
 @pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no compiled module is loaded")
