@@ -449,8 +449,8 @@ def test_gradcheck_batchnorm_is_the_books_chapter6_check(capsys, backend):
     assert [name for name, *_ in lines] == ["W1", "b1", "gamma1", "beta1", "W2", "b2",
                                             "gamma2", "beta2", "W3", "b3"]
     for name, mean_diff, _, _ in lines:
-        assert 0 <= float(mean_diff) <= 1e-9, name
-    assert "passed" in out
+        assert 0 <= float(mean_diff) <= 1e-8, name
+    assert "passed: every mean |diff| <= 1e-08" in out
 
 
 def test_gradcheck_batchnorm_sampled_uses_the_training_mode_loss(capsys):
@@ -460,7 +460,7 @@ def test_gradcheck_batchnorm_sampled_uses_the_training_mode_loss(capsys):
     diffs = {name: float(mean) for name, mean, _, _ in BN_GRAD_LINE.findall(out)}
     assert set(diffs) == {"W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2",
                           "beta2"}
-    assert max(diffs.values()) <= 1e-9          # test mode's running statistics would fail
+    assert max(diffs.values()) <= 1e-8          # test mode's running statistics would fail
 
 
 def test_every_subcommand_is_one_parser_function_and_one_handler():
