@@ -32,6 +32,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "fb_cpu.h"
 
@@ -134,18 +135,31 @@ FB_BN_INLINE FB_T FB_NAME(fb_bn_running)(FB_T keep, FB_T old, FB_T take, FB_T ba
     return a + b;
 }
 
-/* Columns [j0, j0 + w) of a (n, d) batch, d >= 2: see fb_bn_forward_train.
-   Three passes over the block's rows: the sum; xc = x - mu and the sum of
-   its squares; xn and out.  x is read from memory by the first pass, xc
-   written by the second: the others find them in cache. */
-FB_BN_INLINE void FB_NAME(fb_bn_forward_train_block)(
-        const FB_T *restrict x, const FB_T *restrict gamma, const FB_T *restrict beta,
-        const FB_T *restrict mean_in, const FB_T *restrict var_in, FB_T keep, FB_T take,
-        FB_T *restrict xc, FB_T *restrict xn, FB_T *restrict out, FB_T *restrict std,
-        FB_T *restrict mean_out, FB_T *restrict var_out, ptrdiff_t n, ptrdiff_t d,
-        ptrdiff_t j0, ptrdiff_t w)
+/* Prefetch row i of the block after [j0, j0 + w) (w columns from j_next, up
+   to d) into L2: the next block's first pass then finds it there.  */
+FB_BN_INLINE void FB_NAME(fb_bn_prefetch_row)(const FB_T *a, ptrdiff_t i, ptrdiff_t d,
+                                              ptrdiff_t j_next, ptrdiff_t w)
 {
-    FB_T acc[FB_BN_MAX_COLS], mu[FB_BN_MAX_COLS], sd[FB_BN_MAX_COLS];
+    if (j_next >= d)
+        return;
+    const char *row = (const char *)(a + i * d + j_next);
+    ptrdiff_t bytes = (w < d - j_next ? w : d - j_next) * (ptrdiff_t)sizeof(FB_T);
+    for (ptrdiff_t k = 0; k < bytes; k += 64)
+        __builtin_prefetch(row + k, 0, 2);
+}
+
+/* The batch statistics of columns [j0, j0 + w), d >= 2: mu (the mean), sd
+   (sqrt(var + eps)) for the block, std, mean_out and var_out at j0.  Two
+   passes over the block's rows, the first reading x from memory: the sum;
+   then the sum of squares of x - mu, storing xc = x - mu when xc is not
+   NULL.  prefetch: prefetch the next block's rows of x meanwhile. */
+FB_BN_INLINE void FB_NAME(fb_bn_block_statistics)(
+        const FB_T *restrict x, const FB_T *restrict mean_in, const FB_T *restrict var_in,
+        FB_T keep, FB_T take, FB_T *restrict xc, FB_T *restrict std,
+        FB_T *restrict mean_out, FB_T *restrict var_out, FB_T *restrict mu,
+        FB_T *restrict sd, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w, int prefetch)
+{
+    FB_T acc[FB_BN_MAX_COLS];
     const FB_T count = (FB_T)n, eps = (FB_T)FB_BN_EPS;
     for (ptrdiff_t j = 0; j < w; j++)
         acc[j] = 0;
@@ -158,15 +172,25 @@ FB_BN_INLINE void FB_NAME(fb_bn_forward_train_block)(
         mu[j] = acc[j] / count;
         acc[j] = 0;
     }
-    for (ptrdiff_t i = 0; i < n; i++) {                 /* xc = x - mu; sum of xc**2 */
+    for (ptrdiff_t i = 0; i < n; i++) {                 /* sum of (x - mu)**2 */
         const FB_T *xi = x + i * d + j0;
-        FB_T *ci = xc + i * d + j0;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            FB_T v = xi[j] - mu[j];
-            FB_T square = v * v;
-            ci[j] = v;
-            acc[j] += square;
+        if (xc != NULL) {
+            FB_T *ci = xc + i * d + j0;
+            for (ptrdiff_t j = 0; j < w; j++) {
+                FB_T v = xi[j] - mu[j];
+                FB_T square = v * v;
+                ci[j] = v;
+                acc[j] += square;
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < w; j++) {
+                FB_T v = xi[j] - mu[j];
+                FB_T square = v * v;
+                acc[j] += square;
+            }
         }
+        if (prefetch)
+            FB_NAME(fb_bn_prefetch_row)(x, i, d, j0 + w, w);
     }
     for (ptrdiff_t j = 0; j < w; j++) {                 /* std = sqrt(var + eps) */
         FB_T var = acc[j] / count;
@@ -175,6 +199,21 @@ FB_BN_INLINE void FB_NAME(fb_bn_forward_train_block)(
         mean_out[j0 + j] = FB_NAME(fb_bn_running)(keep, mean_in[j0 + j], take, mu[j]);
         var_out[j0 + j] = FB_NAME(fb_bn_running)(keep, var_in[j0 + j], take, var);
     }
+}
+
+/* Columns [j0, j0 + w) of a (n, d) batch, d >= 2: see fb_bn_forward_train.
+   The statistics (xc stored), then xn = xc / std and out = gamma * xn + beta
+   from xc, which the block's size keeps in cache. */
+FB_BN_INLINE void FB_NAME(fb_bn_forward_train_block)(
+        const FB_T *restrict x, const FB_T *restrict gamma, const FB_T *restrict beta,
+        const FB_T *restrict mean_in, const FB_T *restrict var_in, FB_T keep, FB_T take,
+        FB_T *restrict xc, FB_T *restrict xn, FB_T *restrict out, FB_T *restrict std,
+        FB_T *restrict mean_out, FB_T *restrict var_out, ptrdiff_t n, ptrdiff_t d,
+        ptrdiff_t j0, ptrdiff_t w)
+{
+    FB_T mu[FB_BN_MAX_COLS], sd[FB_BN_MAX_COLS];
+    FB_NAME(fb_bn_block_statistics)(x, mean_in, var_in, keep, take, xc, std, mean_out,
+                                    var_out, mu, sd, n, d, j0, w, 0);
     const FB_T *g = gamma + j0, *b = beta + j0;
     for (ptrdiff_t i = 0; i < n; i++) {                 /* xn = xc / std; out = gamma xn + beta */
         const FB_T *ci = xc + i * d + j0;
@@ -277,21 +316,19 @@ FB_BN_INLINE FB_T FB_NAME(fb_bn_dxc)(FB_T g, FB_T dout, FB_T s, FB_T two_over_n,
     return dxc + correction;
 }
 
-/* Columns [j0, j0 + w) of the backward pass, d >= 2: see fb_bn_backward.
-   Three passes over the block's rows: the sums that give dbeta, dgamma and
-   dvar; dxc into dx and its sum dmu; dx -= dmu / n.  The inputs are read
-   from memory by the first pass, dx written by the second: the third
-   finds it in cache. */
-FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
+/* The backward pass's sums over columns [j0, j0 + w), d >= 2, in one pass
+   over the block's rows (reading dout, xn and xc from memory): dbeta =
+   sum(dout), dgamma = sum(xn * dout) at j0, and dvar (the block's) from
+   sum((dxn * xc) / (std * std)). */
+FB_BN_INLINE void FB_NAME(fb_bn_block_sums)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
-        const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
-        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d,
-        ptrdiff_t j0, ptrdiff_t w)
+        const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dgamma,
+        FB_T *restrict dbeta, FB_T *restrict dvar, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0,
+        ptrdiff_t w)
 {
     FB_T sum_dout[FB_BN_MAX_COLS], sum_xn_dout[FB_BN_MAX_COLS], sum_dstd[FB_BN_MAX_COLS];
-    FB_T std_sq[FB_BN_MAX_COLS], dvar[FB_BN_MAX_COLS];
-    const FB_T count = (FB_T)n, half = (FB_T)0.5;
-    const FB_T two_over_n = (FB_T)(2.0 / (double)n);     /* the book's 2.0 / n */
+    FB_T std_sq[FB_BN_MAX_COLS];
+    const FB_T half = (FB_T)0.5;
     const FB_T *g = gamma + j0, *s = std + j0;
     for (ptrdiff_t j = 0; j < w; j++) {
         sum_dout[j] = 0;
@@ -299,7 +336,6 @@ FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
         sum_dstd[j] = 0;
         std_sq[j] = s[j] * s[j];
     }
-    /* dbeta = sum(dout); dgamma = sum(xn * dout); sum((dxn * xc) / (std * std)) */
     for (ptrdiff_t i = 0; i < n; i++) {
         const FB_T *di = dout + i * d + j0, *ni = xn + i * d + j0, *ci = xc + i * d + j0;
         for (ptrdiff_t j = 0; j < w; j++) {
@@ -317,23 +353,40 @@ FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
         dbeta[j0 + j] = sum_dout[j];
         dgamma[j0 + j] = sum_xn_dout[j];
         dvar[j] = scaled / s[j];
-        sum_dout[j] = 0;                                 /* now dmu = sum(dxc) */
     }
+}
+
+/* Columns [j0, j0 + w) of the backward pass, d >= 2: see fb_bn_backward.
+   The sums; dxc into dx and its sum dmu; dx -= dmu / n (dx, written by the
+   second pass, is still in cache for the third). */
+FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
+        const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
+        const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
+        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d,
+        ptrdiff_t j0, ptrdiff_t w)
+{
+    FB_T dvar[FB_BN_MAX_COLS], dmu[FB_BN_MAX_COLS];
+    const FB_T count = (FB_T)n;
+    const FB_T two_over_n = (FB_T)(2.0 / (double)n);     /* the book's 2.0 / n */
+    const FB_T *g = gamma + j0, *s = std + j0;
+    FB_NAME(fb_bn_block_sums)(dout, xn, xc, std, gamma, dgamma, dbeta, dvar, n, d, j0, w);
+    for (ptrdiff_t j = 0; j < w; j++)
+        dmu[j] = 0;
     for (ptrdiff_t i = 0; i < n; i++) {                 /* dxc, kept in dx; dmu */
         const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
         FB_T *oi = dx + i * d + j0;
         for (ptrdiff_t j = 0; j < w; j++) {
             FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[j], s[j], two_over_n, ci[j], dvar[j]);
             oi[j] = dxc;
-            sum_dout[j] += dxc;
+            dmu[j] += dxc;
         }
     }
     for (ptrdiff_t j = 0; j < w; j++)
-        sum_dout[j] = sum_dout[j] / count;               /* dmu / n */
+        dmu[j] = dmu[j] / count;                         /* dmu / n */
     for (ptrdiff_t i = 0; i < n; i++) {                 /* dx = dxc - dmu / n */
         FB_T *oi = dx + i * d + j0;
         for (ptrdiff_t j = 0; j < w; j++)
-            oi[j] = oi[j] - sum_dout[j];
+            oi[j] = oi[j] - dmu[j];
     }
 }
 
@@ -380,6 +433,107 @@ FB_CLONES static void FB_NAME(fb_generic_bn_backward)(
                                       w < d - j0 ? w : d - j0);
 }
 
+/* ---- AVX-512: streaming stores for batches far larger than the caches --- */
+#if FB_AVX512_MODE
+
+/* dst[0..w) = src[0..w) (src any alignment, dst aligned to its element size):
+   whole 64-byte lines of dst in streaming stores, the partial ones at its
+   ends in plain stores. */
+FB_AVX512 static inline void FB_NAME(fb_bn_stream_row)(FB_T *restrict dst,
+                                                      const FB_T *restrict src, ptrdiff_t w)
+{
+    ptrdiff_t k = FB_NAME(fb_stream_head)(dst, w);
+    for (ptrdiff_t h = 0; h < k; h++)
+        dst[h] = src[h];
+    for (; k + FB_W <= w; k += FB_W)
+        FB_VEC(stream)(dst + k, FB_VEC(loadu)(src + k));
+    for (; k < w; k++)
+        dst[k] = src[k];
+}
+
+/* fb_bn_forward_train for outputs far larger than the caches: xc, xn and out
+   are written once each, in streaming stores (a row of the block computed
+   into L1 buffers first), instead of being read into the cache only to be
+   overwritten; the next block's x is prefetched while this one is worked
+   on.  The same operations, in the same order, as the portable loops. */
+FB_AVX512 static void FB_NAME(fb_avx512_bn_forward_train)(
+        const FB_T *restrict x, const FB_T *restrict gamma, const FB_T *restrict beta,
+        const FB_T *restrict mean_in, const FB_T *restrict var_in, FB_T keep, FB_T take,
+        FB_T *restrict xc, FB_T *restrict xn, FB_T *restrict out, FB_T *restrict std,
+        FB_T *restrict mean_out, FB_T *restrict var_out, ptrdiff_t n, ptrdiff_t d)
+{
+    FB_T mu[FB_BN_MAX_COLS], sd[FB_BN_MAX_COLS];
+    FB_T row_c[FB_BN_MAX_COLS], row_n[FB_BN_MAX_COLS], row_o[FB_BN_MAX_COLS];
+    ptrdiff_t block = fb_bn_block_cols(n, d, sizeof(FB_T), 1);   /* x stays in cache */
+    for (ptrdiff_t j0 = 0; j0 < d; j0 += block) {
+        ptrdiff_t w = block < d - j0 ? block : d - j0;
+        FB_NAME(fb_bn_block_statistics)(x, mean_in, var_in, keep, take, NULL, std, mean_out,
+                                        var_out, mu, sd, n, d, j0, w, 1);
+        const FB_T *g = gamma + j0, *b = beta + j0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const FB_T *xi = x + i * d + j0;
+            for (ptrdiff_t j = 0; j < w; j++) {
+                FB_T v = xi[j] - mu[j];
+                FB_T normal = v / sd[j];
+                FB_T scaled = g[j] * normal;
+                row_c[j] = v;
+                row_n[j] = normal;
+                row_o[j] = scaled + b[j];
+            }
+            FB_NAME(fb_bn_stream_row)(xc + i * d + j0, row_c, w);
+            FB_NAME(fb_bn_stream_row)(xn + i * d + j0, row_n, w);
+            FB_NAME(fb_bn_stream_row)(out + i * d + j0, row_o, w);
+        }
+    }
+    _mm_sfence();                       /* streaming stores visible before return */
+}
+
+/* fb_bn_backward for batches far larger than the caches: dx written once, in
+   streaming stores; dxc kept in `scratch` (n * block elements, block from
+   fb_bn_block_cols(n, d, sizeof(FB_T), 3)) between the second and third
+   passes; the next block's dout, xn and xc prefetched meanwhile. */
+FB_AVX512 static void FB_NAME(fb_avx512_bn_backward)(
+        const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
+        const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
+        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d,
+        FB_T *restrict scratch)
+{
+    FB_T dvar[FB_BN_MAX_COLS], dmu[FB_BN_MAX_COLS], row[FB_BN_MAX_COLS];
+    const FB_T count = (FB_T)n;
+    const FB_T two_over_n = (FB_T)(2.0 / (double)n);
+    ptrdiff_t block = fb_bn_block_cols(n, d, sizeof(FB_T), 3);   /* dout, xc, scratch */
+    for (ptrdiff_t j0 = 0; j0 < d; j0 += block) {
+        ptrdiff_t w = block < d - j0 ? block : d - j0;
+        const FB_T *g = gamma + j0, *s = std + j0;
+        FB_NAME(fb_bn_block_sums)(dout, xn, xc, std, gamma, dgamma, dbeta, dvar, n, d, j0, w);
+        for (ptrdiff_t j = 0; j < w; j++)
+            dmu[j] = 0;
+        for (ptrdiff_t i = 0; i < n; i++) {             /* dxc into scratch; dmu */
+            const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
+            FB_T *ri = scratch + i * w;
+            for (ptrdiff_t j = 0; j < w; j++) {
+                FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[j], s[j], two_over_n, ci[j], dvar[j]);
+                ri[j] = dxc;
+                dmu[j] += dxc;
+            }
+            FB_NAME(fb_bn_prefetch_row)(dout, i, d, j0 + w, w);
+            FB_NAME(fb_bn_prefetch_row)(xn, i, d, j0 + w, w);
+            FB_NAME(fb_bn_prefetch_row)(xc, i, d, j0 + w, w);
+        }
+        for (ptrdiff_t j = 0; j < w; j++)
+            dmu[j] = dmu[j] / count;
+        for (ptrdiff_t i = 0; i < n; i++) {             /* dx = dxc - dmu / n */
+            const FB_T *ri = scratch + i * w;
+            for (ptrdiff_t j = 0; j < w; j++)
+                row[j] = ri[j] - dmu[j];
+            FB_NAME(fb_bn_stream_row)(dx + i * d + j0, row, w);
+        }
+    }
+    _mm_sfence();
+}
+
+#endif /* FB_AVX512_MODE */
+
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT DEFAULT
 #elif defined(__GNUC__)
@@ -399,6 +553,14 @@ static inline void FB_NAME(fb_bn_forward_train)(
         FB_T *restrict xc, FB_T *restrict xn, FB_T *restrict out, FB_T *restrict std,
         FB_T *restrict mean_out, FB_T *restrict var_out, ptrdiff_t n, ptrdiff_t d)
 {
+#if FB_AVX512_MODE
+    if (d >= 2 && fb_use_avx512() && FB_NAME(fb_stream_pays)(xc, n * d)
+            && FB_NAME(fb_stream_pays)(xn, n * d) && FB_NAME(fb_stream_pays)(out, n * d)) {
+        FB_NAME(fb_avx512_bn_forward_train)(x, gamma, beta, mean_in, var_in, keep, take, xc,
+                                            xn, out, std, mean_out, var_out, n, d);
+        return;
+    }
+#endif
     FB_NAME(fb_generic_bn_forward_train)(x, gamma, beta, mean_in, var_in, keep, take, xc, xn,
                                          out, std, mean_out, var_out, n, d);
 }
@@ -420,5 +582,17 @@ static inline void FB_NAME(fb_bn_backward)(
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
         FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d)
 {
+#if FB_AVX512_MODE
+    if (d >= 2 && fb_use_avx512() && FB_NAME(fb_stream_pays)(dx, n * d)) {
+        ptrdiff_t block = fb_bn_block_cols(n, d, sizeof(FB_T), 3);
+        FB_T *scratch = (FB_T *)malloc((size_t)(n * block) * sizeof(FB_T));
+        if (scratch != NULL) {
+            FB_NAME(fb_avx512_bn_backward)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d,
+                                           scratch);
+            free(scratch);
+            return;
+        }
+    }
+#endif
     FB_NAME(fb_generic_bn_backward)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d);
 }
