@@ -30,8 +30,8 @@ import sys
 import time
 
 from . import _cli_checks, _files
-from ._argtypes import (non_negative_int, positive_float, positive_int, thread_count,
-                        worker_count)
+from ._argtypes import (fraction_below_one, non_negative_float, non_negative_int,
+                        positive_float, positive_int, thread_count, worker_count)
 
 DEFAULT_EPOCHS = 40          # 4,000 steps on the 10k subset: test accuracy ~0.91
 DEFAULT_HIDDEN = 50
@@ -39,6 +39,9 @@ DEFAULT_BATCH = 100
 DEFAULT_SGD_LR = 0.1         # the book's ch05/train_neuralnet.py
 GRADCHECK_IMAGES = 3         # the book's ch05/gradient_check.py: x_train[:3]
 GRADCHECK_TOL = 1e-9         # largest accepted mean |backprop - numerical|
+GRADCHECK_BN_IMAGES = 10     # --batchnorm: the book's check uses one image, whose batch
+                             # statistics put beta2 on ReLU's kink (it prints 0.05 there)
+GRADCHECK_BN_TOL = 1e-8      # batch statistics curve the loss more: a larger h**2 error
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 PLOT_HINT = "--plot needs matplotlib: pip install 'fastbp[plot]'"
 MNIST_PIXELS = 784           # the input width of every network the commands build
@@ -172,14 +175,26 @@ def _train_parser(subparsers):
                     f"experiment, TwoLayerNet 784-50-10, batch {DEFAULT_BATCH}, SGD lr "
                     f"{DEFAULT_SGD_LR}, float64, {DEFAULT_EPOCHS} epochs on the embedded "
                     "10k-image subset (test accuracy ~0.91). A list of hidden sizes or "
-                    "--activation sigmoid selects MultiLayerNet (He/Xavier init). The last "
-                    "line is 'test accuracy: A (N steps, T s, S steps/s)'.")
+                    "--activation sigmoid selects MultiLayerNet (He/Xavier init); "
+                    "--batchnorm, --dropout or --weight-decay select the book's chapter-6 "
+                    "MultiLayerNetExtend. The last line is 'test accuracy: A (N steps, T s, "
+                    "S steps/s)'.")
     _add_data_options(p)
     p.add_argument("--hidden", type=hidden_sizes, default=None, metavar="N[,N...]",
                    help=f"hidden layer width, or a comma-separated list of widths "
                         f"(MultiLayerNet)  [{DEFAULT_HIDDEN}]")
     p.add_argument("--activation", choices=("relu", "sigmoid"), default="relu",
                    help="hidden activation; sigmoid selects MultiLayerNet  [relu]")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="batch normalisation before every hidden activation "
+                        "(MultiLayerNetExtend)")
+    p.add_argument("--dropout", type=fraction_below_one, default=None, metavar="RATIO",
+                   help="dropout after every hidden activation, dropping this fraction of "
+                        "the units, in [0, 1) (MultiLayerNetExtend; its masks come from "
+                        "--seed)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, metavar="LAMBDA",
+                   help="L2 weight decay: 0.5 * LAMBDA * sum(W**2) added to the loss "
+                        "(MultiLayerNetExtend)  [0]")
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
                    help="[sgd]")
     p.add_argument("--lr", type=positive_float, default=None,
@@ -217,6 +232,7 @@ def cmd_train(parser, args):
     _check_data_args(parser, args)
     hidden = args.hidden if args.hidden is not None else [DEFAULT_HIDDEN]
     multi = len(hidden) != 1 or args.activation != "relu"
+    extend = args.batchnorm or args.dropout is not None or args.weight_decay is not None
     if args.plot is not None:
         _check_plot_option(args.plot)
     if args.save is not None:
@@ -229,7 +245,13 @@ def cmd_train(parser, args):
     networks, get_optimizer = _modules(args.backend)
     dtype = np.dtype(args.dtype)
     n_in, n_out = int(np.prod(x_train.shape[1:])), 10
-    if multi:
+    if extend:
+        net = _extend_class(args.backend)(
+            n_in, hidden, n_out, activation=args.activation, weight_init_std=args.activation,
+            weight_decay_lambda=args.weight_decay or 0, use_dropout=args.dropout is not None,
+            dropout_ration=0.5 if args.dropout is None else args.dropout,
+            use_batchnorm=args.batchnorm, dtype=dtype, seed=args.seed)
+    elif multi:
         net = networks.MultiLayerNet(n_in, hidden, n_out, activation=args.activation,
                                      weight_init_std=args.activation, dtype=dtype,
                                      seed=args.seed)
@@ -246,8 +268,8 @@ def cmd_train(parser, args):
                       mini_batch_size=args.batch_size, optimizer=optimizer,
                       verbose=not args.quiet, seed=args.seed, max_iter=args.iters)
     sizes = "-".join(str(s) for s in [n_in, *hidden, n_out])
-    title = (f"{type(net).__name__} {sizes} ({args.activation}), {optimizer!r}, "
-             f"batch {args.batch_size}, {dtype.name}, {args.backend} backend")
+    title = (f"{type(net).__name__} {sizes} ({', '.join(_layer_options(args))}), "
+             f"{optimizer!r}, batch {args.batch_size}, {dtype.name}, {args.backend} backend")
     if not args.quiet:
         length = (f"{args.iters} steps" if args.iters is not None else
                   f"{epochs} epochs x {trainer.iter_per_epoch} steps = {trainer.max_iter} steps")
@@ -279,6 +301,28 @@ def cmd_train(parser, args):
     return 0
 
 
+def _extend_class(backend):
+    """MultiLayerNetExtend of the backend's networks."""
+    if backend == "reference":
+        from .reference.multi_layer_net_extend import MultiLayerNetExtend
+    else:
+        from .networks import MultiLayerNetExtend
+    return MultiLayerNetExtend
+
+
+def _layer_options(args):
+    """The hidden layers' description for the title: activation, then the
+    chapter-6 options given."""
+    options = [args.activation]
+    if args.batchnorm:
+        options.append("batchnorm")
+    if args.dropout is not None:
+        options.append(f"dropout {args.dropout:g}")
+    if args.weight_decay is not None:
+        options.append(f"weight decay {args.weight_decay:g}")
+    return options
+
+
 # ---------------------------------------------------------------------------
 # gradcheck
 # ---------------------------------------------------------------------------
@@ -288,12 +332,18 @@ def _gradcheck_parser(subparsers):
         "gradcheck", help="compare backprop with numerical gradients (the book's 5.7.3)",
         description="The book's gradient check: TwoLayerNet 784-H-10 (float64) on the first "
                     f"{GRADCHECK_IMAGES} training images; gradient() against "
-                    "numerical_gradient() for every entry. Exit 1 if a mean |difference| "
-                    f"exceeds {GRADCHECK_TOL:g}.")
+                    "numerical_gradient() for every entry. With --batchnorm, the book's "
+                    "ch06/batch_norm_gradient_check.py: MultiLayerNetExtend 784-H-H-10 with "
+                    f"batch normalisation on the first {GRADCHECK_BN_IMAGES} images, gamma "
+                    "and beta included, in training mode. Exit 1 if a mean |difference| "
+                    f"exceeds {GRADCHECK_TOL:g} ({GRADCHECK_BN_TOL:g} with --batchnorm).")
     _add_data_options(p)
     p.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN,
                    help=f"hidden width  [{DEFAULT_HIDDEN}]")
     p.add_argument("--seed", type=non_negative_int, default=0, help="weight seed  [0]")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="check MultiLayerNetExtend 784-H-H-10 with batch normalisation "
+                        f"(the book's ch06 check) on {GRADCHECK_BN_IMAGES} images")
     p.add_argument("--max-entries", type=positive_int, default=None, metavar="N",
                    help="check a random sample of N entries per parameter with "
                         "fastbp.gradient.gradient_check instead of all of them")
@@ -309,10 +359,18 @@ def cmd_gradcheck(parser, args):
     _check_data_args(parser, args)
     _check_memory("--hidden", [MNIST_PIXELS, args.hidden, 10], GRADCHECK_IMAGES, "float64")
     ((x_train, t_train), _), _ = _load_data(args)
-    x = np.asarray(x_train[:GRADCHECK_IMAGES], dtype=np.float64)
-    t = t_train[:GRADCHECK_IMAGES]
+    images = GRADCHECK_BN_IMAGES if args.batchnorm else GRADCHECK_IMAGES
+    x = np.asarray(x_train[:images], dtype=np.float64)
+    t = t_train[:images]
     networks, _ = _modules(args.backend)
-    net = networks.TwoLayerNet(x.shape[1], args.hidden, 10, dtype=np.float64, seed=args.seed)
+    if args.batchnorm:
+        hidden = [args.hidden, args.hidden]
+        net = _extend_class(args.backend)(x.shape[1], hidden, 10, use_batchnorm=True,
+                                          dtype=np.float64, seed=args.seed)
+    else:
+        hidden = [args.hidden]
+        net = networks.TwoLayerNet(x.shape[1], args.hidden, 10, dtype=np.float64,
+                                   seed=args.seed)
     start = time.perf_counter()
     if args.max_entries is None:
         # the book: every entry of every parameter, two forward passes each
@@ -321,10 +379,13 @@ def cmd_gradcheck(parser, args):
         report = gradient_check(net, x, t, max_entries=args.max_entries, seed=args.seed)
     elapsed = time.perf_counter() - start
 
-    print(f"{type(net).__name__} {x.shape[1]}-{args.hidden}-10 float64 ({args.backend} "
-          f"backend), {len(x)} images: {report.scope}, {elapsed:.1f} s")
-    print(report.format(GRADCHECK_TOL))
-    return 0 if report.passed(GRADCHECK_TOL) else 1
+    sizes = "-".join(str(s) for s in [x.shape[1], *hidden, 10])
+    print(f"{type(net).__name__} {sizes}{' with batch norm' if args.batchnorm else ''} "
+          f"float64 ({args.backend} backend), {len(x)} images: {report.scope}, "
+          f"{elapsed:.1f} s")
+    tol = GRADCHECK_BN_TOL if args.batchnorm else GRADCHECK_TOL
+    print(report.format(tol))
+    return 0 if report.passed(tol) else 1
 
 
 # ---------------------------------------------------------------------------

@@ -55,3 +55,25 @@ def count_up_to_max_threads(minimum, what):
 thread_count = count_up_to_max_threads(0, "a thread count")
 positive_thread_count = count_up_to_max_threads(1, "a thread count")
 worker_count = count_up_to_max_threads(1, "a number of workers")
+
+
+def non_negative_float(text):
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite non-negative number, got {text!r}")
+    return value
+
+
+def fraction_below_one(text):
+    """An argparse type: a number in [0, 1) (a dropout ratio)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value

@@ -29,9 +29,10 @@ REQUESTED_PURE = env_flag("FASTBP_PURE")     # ValueError for a value that is ne
 
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
-MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train")
+MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train", "_batchnorm", "_bitgen",
+                "_dropout", "_train_extend")
 
-affine = elementwise = optim = train = None
+affine = elementwise = optim = train = batchnorm = bitgen = dropout = train_extend = None
 #: the imported compiled modules, in MODULE_NAMES order (empty without them)
 MODULES = ()
 COMPILED = False
@@ -46,7 +47,7 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
     else:
-        affine, elementwise, optim, train = MODULES
+        affine, elementwise, optim, train, batchnorm, bitgen, dropout, train_extend = MODULES
         COMPILED = True
 
 
@@ -75,6 +76,13 @@ def _kernels(c_type):
         adagrad=optim.adagrad[c_type],
         rmsprop=optim.rmsprop[c_type],
         adam=optim.adam[c_type],
+        # _batchnorm.pyx
+        bn_forward_train=batchnorm.bn_forward_train[c_type],
+        bn_forward_test=batchnorm.bn_forward_test[c_type],
+        bn_backward=batchnorm.bn_backward[c_type],
+        # _dropout.pyx
+        dropout_forward=dropout.dropout_forward[c_type],
+        dropout_apply=dropout.dropout_apply[c_type],
     )
 
 

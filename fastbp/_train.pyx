@@ -19,7 +19,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from ._dense cimport dense_forward, dense_backward
-from . cimport _loops
+from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
+                      softmax_loss_and_gradient, step_layout)
 
 import numpy as np
 
@@ -37,41 +38,6 @@ cdef inline bint _overlap(const char *a, Py_ssize_t a_bytes, const char *b,
                           Py_ssize_t b_bytes) noexcept nogil:
     """Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) meet."""
     return a < b + b_bytes and b < a + a_bytes
-
-
-cdef inline void _activation_forward(bint relu, const floating *z, floating *h,
-                                     uint8_t *mask, Py_ssize_t size) noexcept nogil:
-    if relu:
-        _loops.relu_forward(z, h, mask, size)
-    else:
-        _loops.sigmoid_forward(z, h, size)
-
-
-cdef inline void _activation_backward(bint relu, const floating *dh, const floating *h,
-                                      const uint8_t *mask, floating *dz,
-                                      Py_ssize_t size) noexcept nogil:
-    if relu:
-        _loops.relu_backward(dh, mask, dz, size)
-    else:
-        _loops.sigmoid_backward(dh, h, dz, size)
-
-
-cdef inline double _softmax_loss_and_gradient(const floating *logits, const int64_t *labels,
-                                              const floating *target, floating *y,
-                                              floating *per_sample, floating *dlogits,
-                                              Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """Softmax of logits (n, c) into y, cross-entropy against labels (n,) or
-    target (n, c) (the other is NULL), d(mean loss)/d(logits) into dlogits;
-    returns the summed loss."""
-    cdef double total
-    cdef floating scale = <floating>(1.0 / n)
-    if labels != NULL:
-        total = _loops.softmax_xent_labels(logits, labels, y, per_sample, n, c)
-        _loops.softmax_xent_backward_labels(y, labels, dlogits, scale, n, c)
-    else:
-        total = _loops.softmax_xent_onehot(logits, target, y, per_sample, n, c)
-        _loops.softmax_xent_backward_onehot(y, target, dlogits, scale, n * c)
-    return total
 
 
 cdef class MLPStep:
@@ -110,15 +76,7 @@ cdef class MLPStep:
 
     def __init__(self, sizes, Py_ssize_t batch, dtype, activation):
         cdef int i, n_layers = len(sizes) - 1
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        if activation not in ("relu", "sigmoid"):
-            raise ValueError(f"activation: expected 'relu' or 'sigmoid', got {activation!r}")
-        if n_layers < 1 or batch < 1 or any(int(s) < 1 or int(s) >= 2 ** 31 for s in sizes):
-            raise ValueError(f"sizes, batch: expected >= 2 positive widths and a batch "
-                             f"> 0, got {sizes!r} and {batch}")
-        self.sizes = tuple(int(s) for s in sizes)
+        self.sizes, dtype = step_layout(sizes, batch, dtype, activation)
         self.batch = batch
         self.dtype = dtype
         self.relu = activation == "relu"
@@ -174,24 +132,6 @@ cdef class MLPStep:
         self.z_p = self.h_p = self.dh_p = self.dz_p = self.param_p = NULL
         self.mask_p = NULL
 
-    cdef int _take(self, object array, str name, int layer, int slot, tuple shape,
-                   bint writable) except -1:
-        """Check one parameter array and store its data pointer."""
-        cdef cnp.ndarray a
-        if not isinstance(array, np.ndarray):
-            raise TypeError(f"{name}{layer + 1}: expected a NumPy array, got "
-                            f"{type(array).__name__}")
-        a = <cnp.ndarray>array
-        if a.dtype != self.dtype or array.shape != shape or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
-                or (writable and not cnp.PyArray_ISWRITEABLE(a)):
-            raise ValueError(f"{name}{layer + 1}: expected a C-contiguous"
-                             f"{' writable' if writable else ''} {self.dtype} array of "
-                             f"shape {shape}, got {a.dtype} {array.shape} (C-contiguous: "
-                             f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(a))}, writable: "
-                             f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
-        self.param_p[4 * layer + slot] = cnp.PyArray_DATA(a)
-        return 0
-
     cdef Py_ssize_t _param_bytes(self, int index) noexcept nogil:
         """Bytes of param_p[index]: slot index % 4 of layer index // 4 is
         W (0, 2: width[i] x width[i+1]) or b (1, 3: width[i+1])."""
@@ -246,49 +186,17 @@ cdef class MLPStep:
         """
         cdef Py_ssize_t n = self.batch
         cdef int i, L = self.n_layers
-        cdef int64_t c
+        cdef Py_ssize_t c
         cdef const int64_t *labels = NULL
         cdef const void *target = NULL
         cdef const void *x_p
-        cdef Py_ssize_t bad
         cdef double total
         if self.param_p == NULL:
             raise RuntimeError("MLPStep: not initialised (its __init__ did not complete)")
         c = self.width[L]
-        if not (isinstance(x, np.ndarray) and (<cnp.ndarray>x).dtype == self.dtype
-                and x.shape == (n, self.width[0])
-                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x)):
-            raise ValueError(f"x: expected a C-contiguous {self.dtype} array of shape "
-                             f"{(n, self.width[0])}, got {getattr(x, 'dtype', type(x))} "
-                             f"{getattr(x, 'shape', '')}")
-        x_p = cnp.PyArray_DATA(<cnp.ndarray>x)
-        if not isinstance(t, np.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>t):
-            raise ValueError(f"t: expected a C-contiguous NumPy array, got {type(t).__name__}")
-        if t.dtype == np.int64 and t.shape == (n,):
-            labels = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t)
-            with nogil:
-                for bad in range(n):
-                    if labels[bad] < 0 or labels[bad] >= c:
-                        break
-                else:
-                    bad = -1
-            if bad >= 0:
-                raise ValueError(f"t: label {labels[bad]} at index {bad} is outside "
-                                 f"[0, {c})")
-        elif t.dtype == self.dtype and t.shape == (n, c):
-            target = cnp.PyArray_DATA(<cnp.ndarray>t)
-        else:
-            raise ValueError(f"t: expected int64 labels of shape {(n,)} or {self.dtype} "
-                             f"targets of shape {(n, c)}, got {t.dtype} {t.shape}")
-        if not (len(weights) == len(biases) == len(weights_out) == len(biases_out) == L):
-            raise ValueError(f"weights, biases: expected {L} of each")
-        for i in range(L):
-            w_shape = (self.width[i], self.width[i + 1])
-            b_shape = (self.width[i + 1],)
-            self._take(weights[i], "W", i, 0, w_shape, False)
-            self._take(biases[i], "b", i, 1, b_shape, False)
-            self._take(weights_out[i], "W", i, 2, w_shape, True)
-            self._take(biases_out[i], "b", i, 3, b_shape, True)
+        batch_data(x, t, n, self.width[0], c, self.dtype, &x_p, &labels, &target)
+        dense_params(self.param_p, 4, self.width, L, self.dtype, weights, biases,
+                     weights_out, biases_out)
         # Aliasing: the results are those of reading every input as it was at
         # the call.  Parameters sharing memory go back to the caller (the
         # reference way); an x that shares memory with an output is copied.
@@ -326,10 +234,10 @@ cdef double _train_step(MLPStep s, const floating *x, const int64_t *labels,
         dense_forward(h_in, <floating *>s.param_p[4 * i], <floating *>s.param_p[4 * i + 1],
                       <floating *>s.z_p[i], n, d, m)
         if i < L - 1:
-            _activation_forward(s.relu, <floating *>s.z_p[i], <floating *>s.h_p[i],
+            activation_forward(s.relu, <floating *>s.z_p[i], <floating *>s.h_p[i],
                                 s.mask_p[i], <Py_ssize_t>n * m)
             h_in = <floating *>s.h_p[i]
-    total = _softmax_loss_and_gradient(
+    total = softmax_loss_and_gradient(
         <floating *>s.z_p[L - 1], labels, target,
         <floating *>s.y_p, <floating *>s.per_sample_p,
         <floating *>s.dz_p[L - 1], n, s.width[L])
@@ -346,7 +254,7 @@ cdef double _train_step(MLPStep s, const floating *x, const int64_t *labels,
                        NULL if i == 0 else <floating *>s.dh_p[i - 1],
                        W_out, b_out, n, d, m, alpha, beta, bias_beta)
         if i > 0:
-            _activation_backward(s.relu, <floating *>s.dh_p[i - 1], <floating *>s.h_p[i - 1],
+            activation_backward(s.relu, <floating *>s.dh_p[i - 1], <floating *>s.h_p[i - 1],
                                  s.mask_p[i - 1], <floating *>s.dz_p[i - 1],
                                  <Py_ssize_t>n * d)
     return total

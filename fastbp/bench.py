@@ -3,16 +3,23 @@
 Every row times one piece of work three ways (four with PyTorch):
 
   reference  the baseline: the book's code written out below (ReLU, Sigmoid,
-             softmax + cross_entropy_error) or ``fastbp.reference`` (Affine,
-             the networks' ``gradient`` + the reference ``SGD.update``);
+             softmax + cross_entropy_error; chapter 6's Dropout,
+             BatchNormalization and MultiLayerNetExtend's ``gradient`` + the
+             book's SGD update) or ``fastbp.reference`` (Affine, the
+             networks' ``gradient`` + the reference ``SGD.update``, Dropout
+             with ``rng=``);
   fastbp     ``fastbp.layers`` / ``fastbp.networks.*.train_step`` with
-             ``fastbp.optimizers.SGD``;
+             ``fastbp.optimizers.SGD`` (one row: the book's own
+             MultiLayerNetExtend with ``fastbp.layers`` dropped in);
   floor      what the work cannot go below: the memory passes (ReLU: three
-             ``np.copyto`` of the array) or the GEMMs (Affine: 3, a training
-             step: 5) alone, with ``np.dot(..., out=)`` into preallocated arrays;
-  torch      (only if ``import torch`` works) the same training step in
-             PyTorch CPU: ``nn.Sequential(Linear, ReLU, Linear)``,
-             ``F.cross_entropy``, ``torch.optim.SGD``.
+             ``np.copyto`` of the array), the GEMMs (Affine: 3, a training
+             step: 5 for two layers, 17 for six) alone, with
+             ``np.dot(..., out=)`` into preallocated arrays, or the random
+             generator alone (Dropout);
+  torch      (only if ``import torch`` works) the same work in PyTorch CPU:
+             a training step (``nn.Sequential(Linear, ReLU, Linear)``, with
+             ``BatchNorm1d`` for the batch-norm net, ``F.cross_entropy``,
+             ``torch.optim.SGD``) or ``F.batch_norm`` forward + backward.
 
 Each column is the median over ``repeat`` repeats (7; ``--quick``: 3) of
 the time per call, the columns of a row taking turns repeat by repeat (so a
@@ -63,7 +70,9 @@ import math
 import statistics
 import sys
 import timeit
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable, Mapping, Optional
 
 import numpy as np
@@ -155,6 +164,162 @@ class _BookSoftmaxWithLoss:
         return dx
 
 
+# chapter 6 (common/layers.py, common/multi_layer_net_extend.py, common/optimizer.py)
+
+class _BookAffine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+        self.x = self.original_x_shape = self.dW = self.db = None
+
+    def forward(self, x):
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        self.x = x
+        return np.dot(self.x, self.W) + self.b
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class _BookDropout:
+    def __init__(self, dropout_ratio=0.5):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class _BookBatchNormalization:
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.input_shape = None
+        self.running_mean, self.running_var = running_mean, running_var
+        self.batch_size = self.xc = self.xn = self.std = self.dgamma = self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        self.input_shape = x.shape
+        if x.ndim != 2:
+            x = x.reshape(x.shape[0], -1)
+        return self._forward(x, train_flg).reshape(*self.input_shape)
+
+    def _forward(self, x, train_flg):
+        if self.running_mean is None:
+            self.running_mean = np.zeros(x.shape[1])
+            self.running_var = np.zeros(x.shape[1])
+        if train_flg:
+            mu = x.mean(axis=0)
+            xc = x - mu
+            var = np.mean(xc**2, axis=0)
+            std = np.sqrt(var + 10e-7)
+            xn = xc / std
+            self.batch_size = x.shape[0]
+            self.xc, self.xn, self.std = xc, xn, std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xc = x - self.running_mean
+            xn = xc / np.sqrt(self.running_var + 10e-7)
+        return self.gamma * xn + self.beta
+
+    def backward(self, dout):
+        if dout.ndim != 2:
+            dout = dout.reshape(dout.shape[0], -1)
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / self.batch_size
+        self.dgamma, self.dbeta = dgamma, dbeta
+        return dx.reshape(*self.input_shape)
+
+
+#: the book's layer classes, as ``_BookMultiLayerNetExtend`` takes them
+_BOOK_LAYERS = SimpleNamespace(Affine=_BookAffine, Relu=_BookRelu,
+                               BatchNormalization=_BookBatchNormalization,
+                               Dropout=_BookDropout, SoftmaxWithLoss=_BookSoftmaxWithLoss)
+
+
+class _BookMultiLayerNetExtend:
+    """The book's MultiLayerNetExtend (ReLU; batch norm, dropout and weight
+    decay as asked) on the given weights ``params`` (W1, b1, ...: the book
+    draws them with np.random.randn), its layers taken from ``layers``: the
+    book's (``_BOOK_LAYERS``) or fastbp's dropped in (``fastbp.layers``)."""
+
+    def __init__(self, params, use_batchnorm=False, use_dropout=False, dropout_ration=0.5,
+                 weight_decay_lambda=0, layers=_BOOK_LAYERS):
+        self.params = params
+        self.hidden_layer_num = sum(key.startswith("W") for key in params) - 1
+        self.use_batchnorm, self.weight_decay_lambda = use_batchnorm, weight_decay_lambda
+        self.layers = OrderedDict()
+        for idx in range(1, self.hidden_layer_num + 1):
+            self.layers['Affine' + str(idx)] = layers.Affine(params['W' + str(idx)],
+                                                             params['b' + str(idx)])
+            if use_batchnorm:      # (in the params' dtype, so a float32 net stays float32)
+                b = params['b' + str(idx)]
+                params['gamma' + str(idx)] = np.ones(b.shape[0], b.dtype)
+                params['beta' + str(idx)] = np.zeros(b.shape[0], b.dtype)
+                self.layers['BatchNorm' + str(idx)] = layers.BatchNormalization(
+                    params['gamma' + str(idx)], params['beta' + str(idx)])
+            self.layers['Activation_function' + str(idx)] = layers.Relu()
+            if use_dropout:
+                self.layers['Dropout' + str(idx)] = layers.Dropout(dropout_ration)
+        idx = self.hidden_layer_num + 1
+        self.layers['Affine' + str(idx)] = layers.Affine(params['W' + str(idx)],
+                                                         params['b' + str(idx)])
+        self.last_layer = layers.SoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        for key, layer in self.layers.items():
+            if "Dropout" in key or "BatchNorm" in key:
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t, train_flg=False):
+        y = self.predict(x, train_flg)
+        weight_decay = 0
+        for idx in range(1, self.hidden_layer_num + 2):
+            W = self.params['W' + str(idx)]
+            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W**2)
+        return self.last_layer.forward(y, t) + weight_decay
+
+    def gradient(self, x, t):
+        self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            affine = self.layers['Affine' + str(idx)]
+            grads['W' + str(idx)] = affine.dW + self.weight_decay_lambda * \
+                self.params['W' + str(idx)]
+            grads['b' + str(idx)] = affine.db
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads['gamma' + str(idx)] = self.layers['BatchNorm' + str(idx)].dgamma
+                grads['beta' + str(idx)] = self.layers['BatchNorm' + str(idx)].dbeta
+        return grads
+
+
+def _book_sgd_update(params, grads, lr):
+    for key in params.keys():
+        params[key] -= lr * grads[key]
+
+
 def _fwd_bwd(layer, x, dout):
     def call():
         layer.forward(x)
@@ -206,23 +371,38 @@ def _affine_floor(x, W, dout):
     return call
 
 
-def _step_floor(x, W1, W2):
-    """The five GEMMs of a two-layer step: 2 forward, 2 weight gradients, 1 dx."""
+def _step_floor(x, *weights):
+    """The GEMMs of a training step through weights W1, W2, ...: one forward
+    product and one weight gradient per layer, an input gradient per layer
+    but the first (a two-layer step: 5 GEMMs)."""
     n, dtype = x.shape[0], x.dtype
-    hidden, out = W1.shape[1], W2.shape[1]
-    z1 = np.empty((n, hidden), dtype)
-    z2 = np.empty((n, out), dtype)
-    dz2 = np.full((n, out), 0.01, dtype)
-    dh = np.empty((n, hidden), dtype)
-    dW1 = np.empty_like(W1)
-    dW2 = np.empty_like(W2)
+    z = [np.empty((n, W.shape[1]), dtype) for W in weights]
+    dz = [np.full((n, W.shape[1]), 0.01, dtype) for W in weights]
+    dW = [np.empty_like(W) for W in weights]
 
     def call():
-        np.dot(x, W1, out=z1)
-        np.dot(z1, W2, out=z2)
-        np.dot(z1.T, dz2, out=dW2)
-        np.dot(dz2, W2.T, out=dh)
-        np.dot(x.T, dh, out=dW1)
+        h = x
+        for W, out in zip(weights, z):
+            np.dot(h, W, out=out)
+            h = out
+        for i in range(len(weights) - 1, -1, -1):
+            np.dot(x.T if i == 0 else z[i - 1].T, dz[i], out=dW[i])
+            if i > 0:
+                np.dot(dz[i], weights[i].T, out=dz[i - 1])
+    return call
+
+
+def _batchnorm_floor(x, dout):
+    """The arrays batch norm must touch: x read and xc, xn, out written in
+    forward, dout (and xn, xc) read and dx written in backward, as four
+    np.copyto passes."""
+    xc, xn, out, dx = (np.empty_like(x) for _ in range(4))
+
+    def call():
+        np.copyto(xc, x)
+        np.copyto(xn, x)
+        np.copyto(out, x)
+        np.copyto(dx, dout)
     return call
 
 
@@ -230,14 +410,20 @@ def _step_floor(x, W1, W2):
 # PyTorch (optional)
 # ---------------------------------------------------------------------------
 
-def _torch_step(torch, sizes, x, t, lr):
+def _torch_dtype(torch, dtype):
+    return torch.float64 if dtype == np.float64 else torch.float32
+
+
+def _torch_step(torch, sizes, x, t, lr, batchnorm=False):
     nn, F = torch.nn, torch.nn.functional
-    tdtype = torch.float64 if x.dtype == np.float64 else torch.float32
+    tdtype = _torch_dtype(torch, x.dtype)
     torch.manual_seed(0)
     modules = []
     for i in range(len(sizes) - 1):
         modules.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
+            if batchnorm:
+                modules.append(nn.BatchNorm1d(sizes[i + 1], eps=1e-6, momentum=0.1))
             modules.append(nn.ReLU())
     model = nn.Sequential(*modules).to(tdtype)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -249,6 +435,24 @@ def _torch_step(torch, sizes, x, t, lr):
         loss = F.cross_entropy(model(xt), tt)
         loss.backward()
         opt.step()
+    return call
+
+
+def _torch_batchnorm(torch, x, dout):
+    """F.batch_norm in training mode, forward and backward (autograd)."""
+    tdtype = _torch_dtype(torch, x.dtype)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype).requires_grad_(True)
+    dt = torch.from_numpy(np.ascontiguousarray(dout)).to(tdtype)
+    d = x.shape[1]
+    gamma = torch.ones(d, dtype=tdtype, requires_grad=True)
+    beta = torch.zeros(d, dtype=tdtype, requires_grad=True)
+    mean, var = torch.zeros(d, dtype=tdtype), torch.ones(d, dtype=tdtype)
+
+    def call():
+        xt.grad = gamma.grad = beta.grad = None
+        out = torch.nn.functional.batch_norm(xt, mean, var, gamma, beta, training=True,
+                                             momentum=0.1, eps=1e-6)
+        out.backward(dt)
     return call
 
 
@@ -355,6 +559,88 @@ def _build_train_step(dtype, torch, *, net, sizes, batch):
                    torch=None if torch is None else _torch_step(torch, sizes, x, t, _LR))
 
 
+def _build_batchnorm(dtype, torch, *, batch, features):
+    """BatchNormalization forward (training mode) + backward on (batch, features)."""
+    from . import layers
+    rng = _data_rng()
+    x = (1 + 2 * rng.standard_normal((batch, features))).astype(dtype)
+    dout = rng.standard_normal((batch, features)).astype(dtype)
+    gamma = (1 + 0.1 * rng.standard_normal(features)).astype(dtype)
+    beta = (0.1 * rng.standard_normal(features)).astype(dtype)
+    return Columns(
+        reference=_fwd_bwd(_BookBatchNormalization(gamma.copy(), beta.copy()), x, dout),
+        fastbp=_fwd_bwd(layers.BatchNormalization(gamma.copy(), beta.copy()), x, dout),
+        floor=_batchnorm_floor(x, dout),
+        torch=None if torch is None else _torch_batchnorm(torch, x, dout))
+
+
+def _build_dropout(dtype, torch, *, batch, features, stream):
+    """Dropout(0.5) forward (training mode) + backward on (batch, features).
+    stream "book": the book's layer vs fastbp's on np.random.rand's stream,
+    the floor np.random.rand alone; "rng": fastbp.reference's Dropout(rng=)
+    vs fastbp's, the floor Generator.random(float32) alone."""
+    from . import layers
+    from .reference import layers as ref_layers
+    rng = _data_rng()
+    shape = (batch, features)
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    if stream == "book":
+        return Columns(reference=_fwd_bwd(_BookDropout(0.5), x, dout),
+                       fastbp=_fwd_bwd(layers.Dropout(0.5), x, dout),
+                       floor=lambda: np.random.rand(*shape))
+    generator = np.random.default_rng(1)
+    return Columns(reference=_fwd_bwd(ref_layers.Dropout(0.5, rng=2), x, dout),
+                   fastbp=_fwd_bwd(layers.Dropout(0.5, rng=3), x, dout),
+                   floor=lambda: generator.random(shape, dtype=np.float32))
+
+
+def _book_extend_params(rng, sizes, dtype):
+    """He-initialised weights W1, b1, ... of the book's MultiLayerNetExtend."""
+    params = {}
+    for i in range(1, len(sizes)):
+        scale = np.sqrt(2.0 / sizes[i - 1])
+        params[f"W{i}"] = (scale * rng.standard_normal((sizes[i - 1], sizes[i]))).astype(dtype)
+        params[f"b{i}"] = np.zeros(sizes[i], dtype)
+    return params
+
+
+def _book_extend_step(net, x, t):
+    def call():
+        _book_sgd_update(net.params, net.gradient(x, t), _LR)
+    return call
+
+
+def _build_extend_step(dtype, torch, *, sizes, batch, book_layers):
+    """One SGD step of the book's MultiLayerNetExtend with batch norm on
+    ``sizes``, against fastbp: its own MultiLayerNetExtend.train_step
+    (book_layers False), or the book's net with fastbp.layers dropped in
+    (book_layers True)."""
+    from . import layers, networks, optimizers
+    rng = _data_rng()
+    x = _images(rng, batch, dtype, sizes[0])
+    t = _labels(rng, batch)
+    params = _book_extend_params(rng, sizes, dtype)
+    book = _BookMultiLayerNetExtend({k: v.copy() for k, v in params.items()},
+                                    use_batchnorm=True)
+    if book_layers:
+        dropped_in = _BookMultiLayerNetExtend({k: v.copy() for k, v in params.items()},
+                                              use_batchnorm=True, layers=layers)
+        return Columns(reference=_book_extend_step(book, x, t),
+                       fastbp=_book_extend_step(dropped_in, x, t))
+    fast_net = networks.MultiLayerNetExtend(sizes[0], list(sizes[1:-1]), sizes[-1],
+                                            use_batchnorm=True, dtype=dtype, seed=0)
+    for key, value in params.items():
+        np.copyto(fast_net.params[key], value)
+    fast_opt = optimizers.SGD(lr=_LR)
+    return Columns(reference=_book_extend_step(book, x, t),
+                   fastbp=lambda: fast_net.train_step(x, t, fast_opt),
+                   floor=_step_floor(x, *(params[f"W{i}"].copy()
+                                          for i in range(1, len(sizes)))),
+                   torch=None if torch is None else _torch_step(torch, sizes, x, t, _LR,
+                                                                batchnorm=True))
+
+
 def _softmax_loss_case(batch, classes):
     return Case(f"softmax_loss fwd+bwd {batch}x{classes}", "book", _build_softmax_loss,
                 {"batch": batch, "classes": classes})
@@ -367,6 +653,26 @@ def _train_step_case(net, sizes, batch):
                 torch_legend="train_step = nn.Sequential(Linear, ReLU, Linear) + "
                              "F.cross_entropy + torch.optim.SGD step")
 
+
+def _batchnorm_case(batch, features):
+    return Case(f"batchnorm fwd+bwd {batch}x{features}", "book", _build_batchnorm,
+                {"batch": batch, "features": features},
+                floor_legend="batchnorm = 4 np.copyto passes (x to xc, xn, out; dout to dx)",
+                torch_legend="batchnorm = F.batch_norm(training=True) + autograd backward")
+
+
+def _dropout_case(batch, features, stream):
+    if stream == "book":
+        return Case(f"dropout fwd+bwd {batch}x{features}", "book", _build_dropout,
+                    {"batch": batch, "features": features, "stream": stream},
+                    floor_legend="dropout = np.random.rand alone")
+    return Case(f"dropout rng= fwd+bwd {batch}x{features}", "reference", _build_dropout,
+                {"batch": batch, "features": features, "stream": stream},
+                floor_legend="dropout rng= = Generator.random(float32) alone")
+
+
+# the book's ch06 experiments' shape: five hidden layers of 100 (ch06/batch_norm_test.py)
+_EXTEND_SIZES = (784, 100, 100, 100, 100, 100, 10)
 
 #: every row, in order
 CASES = (
@@ -382,6 +688,18 @@ CASES = (
     _train_step_case("TwoLayerNet", (784, 50, 10), 8),
     _train_step_case("TwoLayerNet", (784, 50, 10), 100),
     _train_step_case("MultiLayerNet", (784, 1024, 10), 256),
+    # chapter 6
+    _batchnorm_case(100, 100),
+    _batchnorm_case(100, 17280),       # a convnet's activation, (100, 16, 36, 30) flattened
+    _dropout_case(100, 100, "book"),
+    _dropout_case(100, 17280, "book"),
+    _dropout_case(100, 100, "rng"),
+    Case("train_step bn 784-100x5-10 b100", "book", _build_extend_step,
+         {"sizes": _EXTEND_SIZES, "batch": 100, "book_layers": False},
+         floor_legend="train_step bn = its 17 GEMMs",
+         torch_legend="train_step bn = the same with BatchNorm1d before each ReLU"),
+    Case("book step bn, fastbp layers b100", "book", _build_extend_step,
+         {"sizes": _EXTEND_SIZES, "batch": 100, "book_layers": True}),
 )
 
 
@@ -508,7 +826,7 @@ def _fmt(value, spec):
 
 
 def _columns(with_torch):
-    cols = [("case", 30, "name", "s"), ("dtype", 8, "dtype", "s"),
+    cols = [("case", 32, "name", "s"), ("dtype", 8, "dtype", "s"),
             ("baseline", 9, "baseline", "s"), ("ref µs", 11, "reference_us", ".1f"),
             ("fastbp µs", 11, "fastbp_us", ".1f"), ("ref/fast", 9, "ratio", ".2f"),
             ("floor µs", 11, "floor_us", ".1f"), ("fast/floor", 10, "fast_over_floor", ".2f")]

@@ -15,6 +15,7 @@ The report is the dict of per-parameter errors, with its verdict
 (``report.passed(tol)``) and its printed form (``print(report.format(tol))``,
 what ``fastbp gradcheck`` shows).
 """
+import inspect
 import numbers
 
 import numpy as np
@@ -178,11 +179,27 @@ def compare_gradients(grad_backprop, grad_numerical):
     return GradientCheckReport(errors, total=sum(r["checked"] for r in errors.values()))
 
 
+def _training_loss(net, x, t):
+    """f(_) = the loss ``net.gradient`` differentiates: ``net.loss(x, t)``, with
+    ``train_flg=True`` when ``net.loss`` takes it."""
+    try:
+        takes_flag = "train_flg" in inspect.signature(net.loss).parameters
+    except (TypeError, ValueError):           # no signature to read: the plain call
+        takes_flag = False
+    if takes_flag:
+        return lambda _: net.loss(x, t, train_flg=True)
+    return lambda _: net.loss(x, t)
+
+
 def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
     """Compare ``net.gradient(x, t)`` (backprop) with central differences.
 
     net: any network with ``params`` (dict of floating ndarrays), ``loss(x, t)``
-    and ``gradient(x, t)`` (e.g. ``TwoLayerNet``, ``MultiLayerNet``).
+    and ``gradient(x, t)`` (e.g. ``TwoLayerNet``, ``MultiLayerNet``).  When
+    ``net.loss`` takes ``train_flg`` (the book's ``MultiLayerNetExtend``) the
+    loss is differentiated in training mode, as ``gradient`` is: batch
+    statistics for batch norm (dropout would draw new masks at every
+    evaluation: check a net without it).
     x, t: a (small) batch, as accepted by ``net.loss``.
     max_entries: entries checked per parameter (default ``DEFAULT_MAX_ENTRIES``
     = 1000); a larger parameter is checked on a random subset of that many
@@ -212,7 +229,7 @@ def gradient_check(net, x, t, *, max_entries=None, seed=0, h=1e-4):
         raise ValueError(f"net.gradient: expected the keys of net.params {list(params)}, "
                          f"got {list(analytic)}")
     rng = np.random.default_rng(seed)
-    f = lambda _: net.loss(x, t)  # noqa: E731
+    f = _training_loss(net, x, t)
     errors = {}
     for key, param in params.items():
         _check_float_array(f"params[{key!r}]", param)

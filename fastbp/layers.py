@@ -1,5 +1,8 @@
-"""The book's chapter-5 layers with compiled kernels: a drop-in for
-``common.layers``.
+"""The book's layers with compiled kernels: a drop-in for ``common.layers``.
+
+Chapter 5 here; chapter 6 (``Dropout``, ``BatchNormalization``) in
+``fastbp._ch6_layers``; chapter 7's ``Convolution`` and ``Pooling`` are the
+reference classes for now.
 
 Each class subclasses its twin in ``fastbp.reference.layers`` and overrides
 ``forward``/``backward``: validate in Python, pick the dtype and memory
@@ -21,9 +24,9 @@ import numpy as np
 
 from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype, like_layout
+from ._ch6_layers import BatchNormalization, Dropout
 from .reference import layers as _reference
-from .reference.layers import (AddLayer, BatchNormalization, Convolution, Dropout, MulLayer,
-                               Pooling)
+from .reference.layers import AddLayer, Convolution, MulLayer, Pooling
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
            "Dropout", "BatchNormalization", "Convolution", "Pooling"]

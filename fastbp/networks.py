@@ -12,6 +12,8 @@ the update fused into the weight-gradient GEMM
 gradients and update each parameter in one compiled pass.
 After ``train_step`` the layers' cached attributes (``.x``, ``.dW``, ...)
 are not refreshed; ``gradient()`` still returns fresh arrays.
+``MultiLayerNetExtend`` (chapter 6) has its own compiled step with batch
+normalisation, dropout and weight decay (fastbp/_extend_step.py).
 The batch is cast to the net's dtype first (uint8 or float32 images into a
 float64 net; float64 images into a float32 net compute in float32, where
 ``gradient()`` would follow NumPy's result dtype).
@@ -27,6 +29,7 @@ import numpy as np
 from . import _backend, _checks
 from . import layers as _layers
 from . import optimizers as _optimizers
+from ._extend_step import ExtendTrainStep
 from .reference import convnets as _reference_convnets
 from .reference import multi_layer_net_extend as _reference_extend
 from .reference import networks as _reference
@@ -78,7 +81,9 @@ class _FastTrainStep:
             self._workspace = ws
         return ws
 
-    def train_step(self, x, t, optimizer):
+    def _checked_batch(self, x, t, optimizer):
+        """``(x2d, t)``: the batch as (N, D) and its labels as int64 (N,) or
+        one-hot (N, C), after the reference's checks (the optimizer's too)."""
         if not callable(getattr(optimizer, "update", None)):
             raise TypeError(f"optimizer: expected an object with an update(params, grads) "
                             f"method, got {type(optimizer).__name__}")
@@ -93,11 +98,12 @@ class _FastTrainStep:
             _checks.check_nonempty_batch(x)          # raises
         if n > _checks.BLAS_INT_MAX:                 # before the labels are copied
             _checks.check_blas_size(N=n)             # raises
-        t = self._checked_labels(t, n)
-        if not _backend.COMPILED or self.dtype not in _backend.KERNELS:
-            _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
-            return super().train_step(x, t, optimizer)
-        ws = self._get_workspace(n)
+        return x2d, self._checked_labels(t, n)
+
+    def _step_inputs(self, ws, x2d, t):
+        """x and t as the compiled step takes them: x in the net's dtype,
+        C-contiguous (cast into the workspace's buffer if need be), one-hot t
+        in the net's dtype."""
         if x2d.dtype == self.dtype and x2d.flags.c_contiguous:
             x_in = x2d
         else:
@@ -105,6 +111,16 @@ class _FastTrainStep:
             x_in = ws.x
         if t.ndim == 2:
             t = np.ascontiguousarray(t, dtype=self.dtype)
+        return x_in, t
+
+    def train_step(self, x, t, optimizer):
+        x2d, t = self._checked_batch(x, t, optimizer)
+        n = x2d.shape[0]
+        if not _backend.COMPILED or self.dtype not in _backend.KERNELS:
+            _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
+            return super().train_step(x, t, optimizer)
+        ws = self._get_workspace(n)
+        x_in, t = self._step_inputs(ws, x2d, t)
         params = self.params
         weights = [params[key] for key in ws.weight_keys]
         biases = [params[key] for key in ws.bias_keys]
@@ -192,8 +208,8 @@ class MultiLayerNet(_FastTrainStep, _reference.MultiLayerNet):
     __doc__ = _reference.MultiLayerNet.__doc__
 
 
-class MultiLayerNetExtend(_reference_extend.MultiLayerNetExtend):
-    # fastbp.layers, no fused train_step yet: gradient() + optimizer.update
+class MultiLayerNetExtend(ExtendTrainStep, _FastTrainStep, _reference_extend.MultiLayerNetExtend):
+    # fastbp.layers; train_step: one compiled call (fastbp/_extend_step.py)
     __doc__ = _reference_extend.MultiLayerNetExtend.__doc__
     layers_module = _layers
 

@@ -67,7 +67,8 @@ def test_kernel_table_holds_each_dtypes_specialisations():
                "relu_grad", "sigmoid_forward", "sigmoid_backward", "sigmoid_grad",
                "softmax_xent_labels", "softmax_xent_onehot", "softmax_xent_backward_labels",
                "softmax_xent_backward_onehot", "sgd", "momentum", "nesterov", "adagrad",
-               "rmsprop", "adam")
+               "rmsprop", "adam", "bn_forward_train", "bn_forward_test", "bn_backward",
+               "dropout_forward", "dropout_apply")
     assert sorted(table_float) == sorted(kernels) == sorted(every_kernel)
     for name, fused in every_kernel.items():
         assert table_float[name] is fused.__signatures__["float"], name
@@ -100,7 +101,8 @@ def test_every_compiled_module_is_listed_once():
         assert backend.MODULES == ()
         return
     assert [m.__name__ for m in backend.MODULES] == [f"fastbp.{n}" for n in backend.MODULE_NAMES]
-    assert (backend.affine, backend.elementwise, backend.optim, backend.train) == \
+    assert (backend.affine, backend.elementwise, backend.optim, backend.train,
+            backend.batchnorm, backend.bitgen, backend.dropout, backend.train_extend) == \
         backend.MODULES
 
 

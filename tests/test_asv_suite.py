@@ -30,7 +30,7 @@ if not (BENCH_DIR / "__init__.py").is_file():
 
 import fastbp  # noqa: E402
 
-MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads"]
+MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads", "chapter6"]
 BENCH_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
 
 # The small combination each class is exercised at; parameters named here
@@ -190,7 +190,8 @@ def test_parameter_grids():
     classes = {name: getattr(MODULES[mod], name) for mod, name in CLASSES}
     expected = {"Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "OptimizerUpdate",
                 "TwoLayerNetTrainStep", "MultiLayerNetTrainStep", "TrainStepPeakMemory",
-                "TrainStepSpeedup", "ElementwiseThreads"}
+                "TrainStepSpeedup", "ElementwiseThreads", "BatchNormalization", "Dropout",
+                "ExtendTrainStep", "ExtendTrainStepSpeedup"}
     assert expected <= set(classes), expected - set(classes)
     for name, cls in classes.items():
         params = _params(cls)

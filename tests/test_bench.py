@@ -20,6 +20,8 @@ from fastbp import bench
 from fastbp._runtime import optional_torch
 from fastbp.__main__ import main
 
+from bookcode import book_modules, requires_book
+
 EXPECTED_NAMES = [
     "relu fwd+bwd 1e6",
     "sigmoid fwd+bwd 1e6",
@@ -30,10 +32,22 @@ EXPECTED_NAMES = [
     "train_step 784-50-10 b8",
     "train_step 784-50-10 b100",
     "train_step 784-1024-10 b256",
+    "batchnorm fwd+bwd 100x100",
+    "batchnorm fwd+bwd 100x17280",
+    "dropout fwd+bwd 100x100",
+    "dropout fwd+bwd 100x17280",
+    "dropout rng= fwd+bwd 100x100",
+    "train_step bn 784-100x5-10 b100",
+    "book step bn, fastbp layers b100",
 ]
 WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-50-10 b1",
               "train_step 784-50-10 b8", "train_step 784-50-10 b100",
-              "train_step 784-1024-10 b256"}
+              "train_step 784-1024-10 b256", "batchnorm fwd+bwd 100x100",
+              "batchnorm fwd+bwd 100x17280", "dropout fwd+bwd 100x100",
+              "dropout fwd+bwd 100x17280", "dropout rng= fwd+bwd 100x100",
+              "train_step bn 784-100x5-10 b100"}
+WITH_TORCH = {name for name in EXPECTED_NAMES
+              if name.startswith(("train_step", "batchnorm"))}
 
 
 def torch_available():
@@ -53,7 +67,8 @@ def quick_rows():
 def test_rows_cover_every_case_and_dtype(quick_rows):
     assert isinstance(quick_rows, list)
     assert [r["name"] for r in quick_rows] == EXPECTED_NAMES * 2
-    assert [r["dtype"] for r in quick_rows] == ["float32"] * 9 + ["float64"] * 9
+    assert [r["dtype"] for r in quick_rows] == \
+        ["float32"] * len(EXPECTED_NAMES) + ["float64"] * len(EXPECTED_NAMES)
     assert [case.name for case in bench.CASES] == EXPECTED_NAMES
     assert all(r["threads"] == 1 for r in quick_rows)
     assert all(r["repeat"] == 3 and r["min_time_ms"] == 2.0 for r in quick_rows)
@@ -61,6 +76,9 @@ def test_rows_cover_every_case_and_dtype(quick_rows):
     assert baselines["relu fwd+bwd 1e6"] == "book"
     assert baselines["affine fwd+bwd 100x784x50"] == "reference"
     assert baselines["train_step 784-50-10 b100"] == "reference"
+    assert baselines["batchnorm fwd+bwd 100x100"] == "book"
+    assert baselines["dropout rng= fwd+bwd 100x100"] == "reference"
+    assert baselines["train_step bn 784-100x5-10 b100"] == "book"
 
 
 def test_medians_are_positive_and_ratios_consistent(quick_rows):
@@ -76,10 +94,10 @@ def test_medians_are_positive_and_ratios_consistent(quick_rows):
             assert r["floor_us"] is None and r["fast_over_floor"] is None
 
 
-def test_torch_column_only_for_training_steps(quick_rows):
+def test_torch_column_only_where_announced(quick_rows):
     have_torch = torch_available()
     for r in quick_rows:
-        if have_torch and r["name"].startswith("train_step"):
+        if have_torch and r["name"] in WITH_TORCH:
             assert r["torch_us"] > 0
             assert r["torch_over_fast"] == pytest.approx(r["torch_us"] / r["fastbp_us"],
                                                          rel=1e-9)
@@ -168,6 +186,55 @@ def test_book_baselines_compute_the_books_results():
     # the book adds 1e-7 inside the log: equal up to ~1e-7 / y per sample
     assert book.forward(x, t) == pytest.approx(mine.forward(x, t), abs=1e-4)
     np.testing.assert_allclose(book.backward(), mine.backward(), rtol=1e-12, atol=1e-15)
+    # chapter 6: the same numbers as the reference (bit for bit: NumPy on the same
+    # expressions), masks from the same global stream
+    for shape in ((6, 10), (4, 2, 3, 5)):
+        xs, ds = rng.standard_normal(shape), rng.standard_normal(shape)
+        gamma = 1 + rng.standard_normal(int(np.prod(shape[1:])))
+        book, mine = bench._BookBatchNormalization(gamma, 0 * gamma), \
+            ref.BatchNormalization(gamma, 0 * gamma)
+        for train_flg in (True, False):
+            np.testing.assert_array_equal(book.forward(xs, train_flg), mine.forward(xs, train_flg))
+        np.testing.assert_array_equal(book.backward(ds), mine.backward(ds))
+        np.testing.assert_array_equal(book.dgamma, mine.dgamma)
+        book, mine = bench._BookDropout(0.3), ref.Dropout(0.3)
+        np.random.seed(4)
+        out = book.forward(xs)
+        np.random.seed(4)
+        np.testing.assert_array_equal(out, mine.forward(xs))
+        np.testing.assert_array_equal(book.backward(ds), mine.backward(ds))
+        np.testing.assert_array_equal(book.forward(xs, False), mine.forward(xs, False))
+
+
+@requires_book
+@pytest.mark.parametrize("kwargs", [dict(use_batchnorm=True),
+                                    dict(use_batchnorm=True, use_dropout=True,
+                                         dropout_ration=0.2, weight_decay_lambda=0.1)],
+                         ids=["bn", "bn-dropout-decay"])
+def test_book_extend_baseline_is_the_books_class(kwargs):
+    """The bench's MultiLayerNetExtend is the book's: on the book's weights and
+    global stream, the same gradients, bit for bit, and the same SGD step."""
+    (book_mod,) = book_modules("common.multi_layer_net_extend")
+    rng = np.random.default_rng(2)
+    x, t = rng.random((20, 12)), rng.integers(0, 4, 20)
+    np.random.seed(8)
+    theirs = book_mod.MultiLayerNetExtend(12, [7, 6], 4, **kwargs)
+    ours = bench._BookMultiLayerNetExtend(
+        {k: v.copy() for k, v in theirs.params.items() if k[0] in "Wb" and k[1:].isdigit()},
+        **kwargs)
+    assert list(ours.params) == list(theirs.params)
+    for _ in range(2):
+        np.random.seed(9)
+        want = theirs.gradient(x, t)
+        np.random.seed(9)
+        got = ours.gradient(x, t)
+        assert list(got) == list(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        bench._book_sgd_update(ours.params, got, 0.1)
+        for key in theirs.params:
+            theirs.params[key] -= 0.1 * want[key]
+            np.testing.assert_array_equal(ours.params[key], theirs.params[key], err_msg=key)
 
 
 def test_format_table_of_collected_rows(quick_rows):
@@ -197,8 +264,7 @@ def test_case_records_carry_their_sizes_and_columns():
     by_name = {case.name: case for case in bench.CASES}
     assert len(by_name) == len(bench.CASES)                      # names are unique
     assert {name for name, case in by_name.items() if case.floor_legend} == WITH_FLOOR
-    assert {name for name, case in by_name.items() if case.torch_legend} == \
-        {name for name in EXPECTED_NAMES if name.startswith("train_step")}
+    assert {name for name, case in by_name.items() if case.torch_legend} == WITH_TORCH
     step = by_name["train_step 784-1024-10 b256"]
     assert step.params == {"net": "MultiLayerNet", "sizes": (784, 1024, 10), "batch": 256}
     assert by_name["train_step 784-50-10 b8"].params["net"] == "TwoLayerNet"
@@ -249,6 +315,7 @@ def test_streamed_table_is_the_formatted_table(quick_rows):
                                                       with_torch=torch_available())
     (floor,) = [line for line in streamed if line.startswith("floor: ")]
     assert floor.startswith("floor: relu = 3 np.copyto passes; affine = its 3 GEMMs; "
-                            "train_step = its 5 GEMMs;")
+                            "train_step = its 5 GEMMs; batchnorm = 4 np.copyto passes")
+    assert "dropout = np.random.rand alone" in floor and "train_step bn = its 17 GEMMs" in floor
     assert any(line.startswith("torch: train_step = ") for line in streamed) == \
         torch_available()

@@ -196,6 +196,47 @@ def test_sigmoid_alone_selects_multilayernet_and_lr_is_used(capsys, trainers):
     assert type(trainer.optimizer).__name__ == "Momentum" and trainer.optimizer.lr == 0.5
 
 
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_chapter6_options_select_multilayernetextend(capsys, trainers, backend):
+    code, out, err = run_cli(capsys, "train", "--hidden", "30,20", "--batchnorm",
+                             "--dropout", "0.2", "--weight-decay", "0.01", "--iters", "30",
+                             "--batch-size", "50", "--seed", "3", "--backend", backend)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(
+        "MultiLayerNetExtend 784-30-20-10 (relu, batchnorm, dropout 0.2, weight decay 0.01), "
+        "SGD(lr=0.1), batch 50, float64")
+    (trainer,) = trainers
+    net = trainer.network
+    assert type(net).__name__ == "MultiLayerNetExtend"
+    assert type(net).__module__ == ("fastbp.networks" if backend == "fast"
+                                    else "fastbp.reference.multi_layer_net_extend")
+    assert net.use_batchnorm and net.use_dropout
+    assert net.dropout_ration == 0.2 and net.weight_decay_lambda == 0.01
+    assert net.hidden_size_list == [30, 20]
+    assert net.layers["Dropout1"].rng is not None           # the masks come from --seed
+    assert net.layers["BatchNorm2"].running_var is not None   # it trained in training mode
+    assert trainer.n_steps == 30
+    acc, *_ = final_line(out)
+    assert acc > 0.3
+
+
+@pytest.mark.parametrize("option,attribute,value", [
+    (["--batchnorm"], "use_batchnorm", True),
+    (["--dropout", "0"], "use_dropout", True),
+    (["--weight-decay", "0"], "weight_decay_lambda", 0.0)])
+def test_each_chapter6_option_alone_selects_it(capsys, trainers, option, attribute, value):
+    code, out, err = run_cli(capsys, "train", *option, "--iters", "2", "--quiet")
+    assert code == 0, err
+    (trainer,) = trainers
+    assert type(trainer.network).__name__ == "MultiLayerNetExtend"
+    assert trainer.network.hidden_size_list == [50]
+    assert getattr(trainer.network, attribute) == value
+    others = {"use_batchnorm": False, "use_dropout": False, "weight_decay_lambda": 0}
+    others.pop(attribute)
+    for name, default in others.items():
+        assert getattr(trainer.network, name) == default
+
+
 def test_threads_option_limits_training_and_is_restored(monkeypatch, capsys):
     before = fastbp.get_num_threads()
     during = []
@@ -286,6 +327,12 @@ def test_plot_writes_a_png(tmp_path, capsys):
     ["train", "--threads", "-1"],
     ["gradcheck", "--hidden", "0"],
     ["gradcheck", "--max-entries", "x"],
+    ["train", "--dropout", "1"],
+    ["train", "--dropout", "-0.1"],
+    ["train", "--dropout", "half"],
+    ["train", "--weight-decay", "-1"],
+    ["train", "--weight-decay", "nan"],
+    ["train", "--batchnorm", "yes"],
     ["info", "--verbose"],
     ["bench", "--threads", "0"],
     ["bench", "--dtype", "float16"],
@@ -385,6 +432,35 @@ def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch, capsys):
     assert diffs["W2"] > 1e-9
     assert diffs["W1"] <= 1e-9
     assert "FAILED" in out and "W2" in out.split("FAILED")[-1]
+
+
+BN_GRAD_LINE = re.compile(r"^(\w+): mean \|diff\| = (\S+), max rel = (\S+?)(\s|$)", re.M)
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_gradcheck_batchnorm_is_the_books_chapter6_check(capsys, backend):
+    code, out, err = run_cli(capsys, "gradcheck", "--batchnorm", "--hidden", "8",
+                             "--backend", backend)
+    assert code == 0, out + err
+    assert out.splitlines()[0].startswith(
+        "MultiLayerNetExtend 784-8-8-10 with batch norm float64")
+    assert "10 images: all 6474 entries" in out    # W 784*8 + 8*8 + 8*10, b 8+8+10, gamma/beta 4*8
+    lines = BN_GRAD_LINE.findall(out)
+    assert [name for name, *_ in lines] == ["W1", "b1", "gamma1", "beta1", "W2", "b2",
+                                            "gamma2", "beta2", "W3", "b3"]
+    for name, mean_diff, _, _ in lines:
+        assert 0 <= float(mean_diff) <= 1e-8, name
+    assert "passed: every mean |diff| <= 1e-08" in out
+
+
+def test_gradcheck_batchnorm_sampled_uses_the_training_mode_loss(capsys):
+    code, out, err = run_cli(capsys, "gradcheck", "--batchnorm", "--hidden", "12",
+                             "--max-entries", "20")
+    assert code == 0, out + err
+    diffs = {name: float(mean) for name, mean, _, _ in BN_GRAD_LINE.findall(out)}
+    assert set(diffs) == {"W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2",
+                          "beta2"}
+    assert max(diffs.values()) <= 1e-8          # test mode's running statistics would fail
 
 
 def test_every_subcommand_is_one_parser_function_and_one_handler():

@@ -9,8 +9,11 @@
  *   fb_sigmoid_forward   fb_sigmoid_backward   fb_sigmoid_grad
  *   fb_softmax_xent_labels   fb_softmax_xent_onehot
  *   fb_softmax_xent_backward_labels   fb_softmax_xent_backward_onehot
- * and fb_simd_level(), fb_compiler() (fb_cpu.h): which loop versions run and
- * what compiled them, for `fastbp info`.
+ *   fb_bn_forward_train   fb_bn_forward_test   fb_bn_backward      (fb_batchnorm.h)
+ *   fb_dropout_apply   fb_dropout_forward                            (fb_dropout.h)
+ * and, dtype-free, fb_dropout_keep (fb_dropout.h), fb_simd_level() and
+ * fb_compiler() (fb_cpu.h): which loop versions run and what compiled them,
+ * for `fastbp info`.
  *
  * One concern a file:
  *   fb_cpu.h            which CPU code is compiled (target_clones, AVX-512)
@@ -22,6 +25,8 @@
  *                       doesn't clone them (Clang)               (template)
  *   fb_avx512_loops.h   AVX-512 versions, fb_avx512_<kernel>      (template)
  *   fb_dispatch.h       the entry points, fb_<kernel>             (template)
+ *   fb_batchnorm.h      batch normalisation, loops and entry points (template)
+ *   fb_dropout.h        dropout masks from a NumPy bit generator  (template)
  * The templates are written once over FB_T and compiled here per dtype.
  */
 #ifndef FB_LOOPS_H
@@ -36,6 +41,8 @@
 #include "fb_generic_versions.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
+#include "fb_batchnorm.h"
+#include "fb_dropout.h"
 #undef FB_DTYPE_DOUBLE
 
 #define FB_DTYPE_DOUBLE 1          /* double: fb_<kernel>_d */
@@ -44,6 +51,8 @@
 #include "fb_generic_versions.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
+#include "fb_batchnorm.h"
+#include "fb_dropout.h"
 #undef FB_DTYPE_DOUBLE
 
 #endif /* FB_LOOPS_H */
