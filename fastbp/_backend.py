@@ -24,9 +24,9 @@ REQUESTED_PURE = os.environ.get("FASTBP_PURE", "0") not in ("", "0")
 
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
-MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train")
+MODULE_NAMES = ("_affine", "_conv", "_elementwise", "_optim", "_train")
 
-affine = elementwise = optim = train = None
+affine = conv = elementwise = optim = train = None
 #: the imported compiled modules, in MODULE_NAMES order (empty without them)
 MODULES = ()
 COMPILED = False
@@ -41,7 +41,7 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
     else:
-        affine, elementwise, optim, train = MODULES
+        affine, conv, elementwise, optim, train = MODULES
         COMPILED = True
 
 
@@ -52,6 +52,13 @@ def _kernels(c_type):
         # _affine.pyx
         affine_forward=affine.affine_forward[c_type],
         affine_backward=affine.affine_backward[c_type],
+        # _conv.pyx
+        im2col=conv.im2col[c_type],
+        col2im=conv.col2im[c_type],
+        conv_forward=conv.conv_forward[c_type],
+        conv_backward=conv.conv_backward[c_type],
+        maxpool_forward=conv.maxpool_forward[c_type],
+        maxpool_backward=conv.maxpool_backward[c_type],
         # _elementwise.pyx
         relu_forward=elementwise.relu_forward[c_type],
         relu_backward=elementwise.relu_backward[c_type],

@@ -13,8 +13,8 @@ import numpy as np
 from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype, like_layout
 from .reference import layers as _reference
-from .reference.layers import (AddLayer, BatchNormalization, Convolution, Dropout, MulLayer,
-                               Pooling)
+from ._conv_layers import Convolution, Pooling
+from .reference.layers import AddLayer, BatchNormalization, Dropout, MulLayer
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
            "Dropout", "BatchNormalization", "Convolution", "Pooling"]

@@ -10,6 +10,11 @@
  *   fb_softmax_xent_labels   fb_softmax_xent_onehot
  *   fb_softmax_xent_backward_labels   fb_softmax_xent_backward_onehot
  * and fb_simd_level() (fb_cpu.h): which loop versions run, for `fastbp info`.
+ * Chapter 7's loops, each as <name>_d and <name>_f, are their own entry points:
+ *   fb_conv.h  fb_im2col  fb_col2im  fb_im2col_t  fb_col2im_t_add  fb_bias_relu
+ *              fb_zero_images  fb_relu_mask_images  fb_channel_sums
+ *              fb_conv1_direct  fb_conv1_forward  fb_conv1_weight_grad
+ *   fb_pool.h  fb_maxpool_forward  fb_maxpool_backward
  *
  * One concern a file:
  *   fb_cpu.h            which CPU code is compiled (target_clones, AVX-512)
@@ -19,6 +24,8 @@
  *   fb_generic_loops.h  the portable loops, fb_generic_<kernel>   (template)
  *   fb_avx512_loops.h   AVX-512 versions, fb_avx512_<kernel>      (template)
  *   fb_dispatch.h       the entry points, fb_<kernel>             (template)
+ *   fb_conv.h           im2col/col2im and the convolution engine's loops (template)
+ *   fb_pool.h           max pooling                               (template)
  * The templates are written once over FB_T and compiled here per dtype.
  */
 #ifndef FB_LOOPS_H
@@ -32,6 +39,8 @@
 #include "fb_generic_loops.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
+#include "fb_conv.h"
+#include "fb_pool.h"
 #undef FB_DTYPE_DOUBLE
 
 #define FB_DTYPE_DOUBLE 1          /* double: fb_<kernel>_d */
@@ -39,6 +48,8 @@
 #include "fb_generic_loops.h"
 #include "fb_avx512_loops.h"
 #include "fb_dispatch.h"
+#include "fb_conv.h"
+#include "fb_pool.h"
 #undef FB_DTYPE_DOUBLE
 
 #endif /* FB_LOOPS_H */
