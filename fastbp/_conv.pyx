@@ -142,7 +142,8 @@ def conv_forward(const floating[::1] x, tuple x_shape, tuple x_strides,
     W: (F, C*FH*FW) C-contiguous; b: (F,) or empty; out: flat batch (N, F,
     OH, OW) with strides out_strides; col_buffer: the block buffer, at least
     C*FH*FW*OW elements (its size sets the block).  Blocks span images when
-    out's images are adjacent (out_strides[0] == OH*OW).
+    out is channel-major (its images adjacent in each channel's row of
+    N*OH*OW positions: out_strides[0] == OH*OW, out_strides[1] >= N*OH*OW).
     """
     cdef fb_window g = _window(x_shape, filter_h, filter_w, stride, pad)
     cdef Py_ssize_t F = W.shape[0], K = g.c * filter_h * filter_w, P = g.oh * g.ow
@@ -157,7 +158,7 @@ def conv_forward(const floating[::1] x, tuple x_shape, tuple x_strides,
         raise ValueError(f"b: expected {F} or no elements, got {b.shape[0]}")
     if g.n == 0:
         return
-    rows = _block_rows(&g, K, col_buffer.shape[0], ol.n == P)
+    rows = _block_rows(&g, K, col_buffer.shape[0], ol.n == P and ol.c >= g.n * P)
     if b.shape[0] == F:
         bias = &b[0]
     if _direct(&x[0], &g, col_buffer.shape[0]):
@@ -230,7 +231,7 @@ def conv_backward(const floating[::1] x, tuple x_shape, tuple x_strides,
         if db.shape[0]:
             db[:] = 0
         return
-    rows = _block_rows(&g, K, col_buffer.shape[0], dl.n == P)
+    rows = _block_rows(&g, K, col_buffer.shape[0], dl.n == P and dl.c >= g.n * P)
     imgs = rows // g.oh if rows >= g.oh else 1      # images a group (dx zeroed, masked)
     direct = _direct(&x[0], &g, col_buffer.shape[0])
     if direct:
