@@ -169,6 +169,183 @@ def _loss_fwd_bwd(layer, x, t):
     return call
 
 
+# the book's common/util.py, common/layers.py (chapter 7) and its two convnets
+# (ch07/simple_convnet.py, ch08/deep_convnet.py): predict, loss, gradient
+
+def _book_im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_data.shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((N, C, filter_h, filter_w, out_h, out_w))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+
+
+def _book_col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+    return img[:, :, pad:H + pad, pad:W + pad]
+
+
+class _BookConvolution:
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W, self.b, self.stride, self.pad = W, b, stride, pad
+        self.x = self.col = self.col_W = self.dW = self.db = None
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, C, H, W = x.shape
+        out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
+        out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
+        col = _book_im2col(x, FH, FW, self.stride, self.pad)
+        col_W = self.W.reshape(FN, -1).T
+        out = np.dot(col, col_W) + self.b
+        out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+        self.x, self.col, self.col_W = x, col, col_W
+        return out
+
+    def backward(self, dout):
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        self.db = np.sum(dout, axis=0)
+        self.dW = np.dot(self.col.T, dout)
+        self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
+        dcol = np.dot(dout, self.col_W.T)
+        return _book_col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class _BookPooling:
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
+        self.x = self.arg_max = None
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        out_h = int(1 + (H - self.pool_h) / self.stride)
+        out_w = int(1 + (W - self.pool_w) / self.stride)
+        col = _book_im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        col = col.reshape(-1, self.pool_h * self.pool_w)
+        arg_max = np.argmax(col, axis=1)
+        out = np.max(col, axis=1)
+        out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+        self.x, self.arg_max = x, arg_max
+        return out
+
+    def backward(self, dout):
+        dout = dout.transpose(0, 2, 3, 1)
+        pool_size = self.pool_h * self.pool_w
+        dmax = np.zeros((dout.size, pool_size))
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+        dmax = dmax.reshape(dout.shape + (pool_size,))
+        dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+        return _book_col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class _BookAffine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+        self.x = self.original_x_shape = self.dW = self.db = None
+
+    def forward(self, x):
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        self.x = x
+        return np.dot(self.x, self.W) + self.b
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class _BookDropout:
+    def __init__(self, dropout_ratio=0.5):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class _BookConvNet:
+    """The book's SimpleConvNet / DeepConvNet (their layer lists, predict,
+    loss and gradient) on the parameters of a fastbp network of the same
+    structure (copies; the book draws its own weights with np.random)."""
+
+    def __init__(self, net):
+        from .reference import convnets
+        self.params = {key: value.copy() for key, value in net.params.items()}
+        p = self.params
+        conv = lambda i, c: _BookConvolution(p[f"W{i}"], p[f"b{i}"], c["stride"],  # noqa: E731
+                                             c["pad"])
+        affine = lambda i: _BookAffine(p[f"W{i}"], p[f"b{i}"])  # noqa: E731
+        if isinstance(net, convnets.SimpleConvNet):
+            self.layers = [conv(1, net.conv_param), _BookRelu(), _BookPooling(2, 2, 2),
+                           affine(2), _BookRelu(), affine(3)]
+            self.param_layers = (0, 3, 5)
+        else:
+            self.layers = []
+            for i, c in enumerate(net.conv_params, start=1):
+                self.layers += [conv(i, c), _BookRelu()]
+                if i % 2 == 0:
+                    self.layers.append(_BookPooling(2, 2, 2))
+            self.layers += [affine(7), _BookRelu(), _BookDropout(0.5), affine(8),
+                            _BookDropout(0.5)]
+            self.param_layers = (0, 2, 5, 7, 10, 12, 15, 18)
+        self.last_layer = _BookSoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        for layer in self.layers:
+            if isinstance(layer, _BookDropout):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x, train_flg=True), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        grads = {}
+        for i, index in enumerate(self.param_layers, start=1):
+            grads[f"W{i}"] = self.layers[index].dW
+            grads[f"b{i}"] = self.layers[index].db
+        return grads
+
+
+class _BookSGD:
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for key in params.keys():
+            params[key] -= self.lr * grads[key]
+
+
 # ---------------------------------------------------------------------------
 # data and floors
 # ---------------------------------------------------------------------------
@@ -249,6 +426,121 @@ def _torch_step(torch, sizes, x, t, lr):
         loss = F.cross_entropy(model(xt), tt)
         loss.backward()
         opt.step()
+    return call
+
+
+def _conv_gemms(col, W2, dout2d, with_dx=True):
+    """The GEMMs of a convolution, book layout: col (N*OH*OW, K) @ W2 (K, F),
+    col.T @ dout2d (N*OH*OW, F), dout2d @ W2.T (unless not with_dx), into
+    arrays made here; returns the calls."""
+    out, dW, dcol = (np.empty((col.shape[0], W2.shape[1]), col.dtype), np.empty_like(W2),
+                     np.empty_like(col))
+    forward = [lambda: np.dot(col, W2, out=out)]
+    backward = [lambda: np.dot(col.T, dout2d, out=dW)]
+    if with_dx:
+        backward.append(lambda: np.dot(dout2d, W2.T, out=dcol))
+    return forward, backward
+
+
+def _convnet_gemms(net, n, rng):
+    """(forward, backward): the GEMM calls of a convnet's step on n images,
+    each on arrays of its own shape (random values; no activations between)."""
+    dtype = net.dtype
+    forward, backward = [], []
+    shape = net.input_dim
+    convs = [net.conv_param] if hasattr(net, "conv_param") else net.conv_params
+    for i, param in enumerate(convs, start=1):
+        W = net.params[f"W{i}"]
+        k = W[0].size
+        h, w = (_conv_out(d, param) for d in shape[1:])
+        col = rng.random((n * h * w, k)).astype(dtype)
+        dout2d = rng.standard_normal((n * h * w, W.shape[0])).astype(dtype)
+        f, b = _conv_gemms(col, W.reshape(W.shape[0], -1).T.copy(), dout2d, with_dx=i > 1)
+        forward += f
+        backward += b
+        shape = (W.shape[0], h, w)
+        if len(convs) == 1 or i % 2 == 0:
+            shape = (shape[0], h // 2, w // 2)
+    for i in range(len(convs) + 1, len(convs) + 3):
+        W = net.params[f"W{i}"]
+        x = rng.random((n, W.shape[0])).astype(dtype)
+        dz = rng.standard_normal((n, W.shape[1])).astype(dtype)
+        z, dW, dx = np.empty((n, W.shape[1]), dtype), np.empty_like(W), np.empty_like(x)
+        forward.append(lambda x=x, W=W, z=z: np.dot(x, W, out=z))
+        backward += [lambda x=x, dz=dz, dW=dW: np.dot(x.T, dz, out=dW),
+                     lambda dz=dz, W=W, dx=dx: np.dot(dz, W.T, out=dx)]
+    return forward, backward
+
+
+def _conv_out(size, param):
+    return (size + 2 * param["pad"] - param["filter_size"]) // param["stride"] + 1
+
+
+def _calls(calls):
+    def call():
+        for c in calls:
+            c()
+    return call
+
+
+def _torch_convnet(torch, net):
+    """The network of ``net`` (a fastbp convnet) in PyTorch: Conv2d, ReLU,
+    MaxPool2d, Linear, Dropout, in net's dtype."""
+    nn = torch.nn
+    modules, channels = [], net.input_dim[0]
+    convs = [net.conv_param] if hasattr(net, "conv_param") else net.conv_params
+    for i, param in enumerate(convs, start=1):
+        modules += [nn.Conv2d(channels, param["filter_num"], param["filter_size"],
+                              stride=param["stride"], padding=param["pad"]), nn.ReLU()]
+        channels = param["filter_num"]
+        if len(convs) == 1 or i % 2 == 0:
+            modules.append(nn.MaxPool2d(2, 2))
+    n = len(convs)
+    hidden, out = net.params[f"W{n + 1}"].shape, net.params[f"W{n + 2}"].shape
+    modules += [nn.Flatten(), nn.Linear(*hidden), nn.ReLU()]
+    if n > 1:
+        modules.append(nn.Dropout(0.5))
+    modules.append(nn.Linear(*out))
+    if n > 1:
+        modules.append(nn.Dropout(0.5))
+    tdtype = torch.float64 if net.dtype == np.float64 else torch.float32
+    return nn.Sequential(*modules).to(tdtype)
+
+
+def _torch_convnet_step(torch, net, x, t, lr):
+    torch.manual_seed(0)
+    model = _torch_convnet(torch, net)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    tt = torch.from_numpy(np.ascontiguousarray(t, dtype=np.int64))
+
+    def call():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xt), tt).backward()
+        opt.step()
+    return call
+
+
+def _torch_convnet_predict(torch, net, x):
+    torch.manual_seed(0)
+    model = _torch_convnet(torch, net).eval()
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+
+    def call():
+        with torch.no_grad():
+            model(xt)
+    return call
+
+
+def _torch_layer(torch, forward, inputs, dout):
+    """forward(*tensors) then backward(dout), every input requiring a gradient."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True) for a in inputs]
+    grad = torch.from_numpy(np.ascontiguousarray(dout))
+
+    def call():
+        for a in tensors:
+            a.grad = None
+        forward(*tensors).backward(grad)
     return call
 
 
@@ -355,6 +647,85 @@ def _build_train_step(dtype, torch, *, net, sizes, batch):
                    torch=None if torch is None else _torch_step(torch, sizes, x, t, _LR))
 
 
+def _build_im2col(dtype, torch, *, shape, size, pad, adjoint):
+    """im2col (or, adjoint, col2im) of a batch of ``shape`` for size x size filters."""
+    from . import util
+    rng = _data_rng()
+    x = rng.random(shape).astype(dtype)
+    col = util.im2col(x, size, size, 1, pad)
+    copy = np.empty_like(col)
+    if adjoint:
+        return Columns(reference=lambda: _book_col2im(col, shape, size, size, 1, pad),
+                       fastbp=lambda: util.col2im(col, shape, size, size, 1, pad),
+                       floor=lambda: np.copyto(copy, col))
+    return Columns(reference=lambda: _book_im2col(x, size, size, 1, pad),
+                   fastbp=lambda: util.im2col(x, size, size, 1, pad),
+                   floor=lambda: np.copyto(copy, col))
+
+
+def _build_convolution(dtype, torch, *, shape, filters, size, pad):
+    from . import layers, util
+    rng = _data_rng()
+    x = rng.random(shape).astype(dtype)
+    W = (rng.standard_normal((filters, shape[1], size, size))
+         * np.sqrt(2.0 / (shape[1] * size * size))).astype(dtype)
+    b = np.zeros(filters, dtype)
+    out_hw = shape[2] + 2 * pad - size + 1
+    dout = rng.standard_normal((shape[0], filters, out_hw, out_hw)).astype(dtype)
+    col = util.im2col(x, size, size, 1, pad)
+    forward, backward = _conv_gemms(col, W.reshape(filters, -1).T.copy(),
+                                    dout.transpose(0, 2, 3, 1).reshape(-1, filters).copy())
+    peer = None
+    if torch is not None:
+        conv2d = torch.nn.functional.conv2d
+        peer = _torch_layer(torch, lambda x, W, b: conv2d(x, W, b, padding=pad), (x, W, b),
+                            dout)
+    return Columns(reference=_fwd_bwd(_BookConvolution(W, b, 1, pad), x, dout),
+                   fastbp=_fwd_bwd(layers.Convolution(W, b, 1, pad), x, dout),
+                   floor=_calls(forward + backward), torch=peer)
+
+
+def _build_pooling(dtype, torch, *, shape):
+    from . import layers
+    rng = _data_rng()
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(dtype)
+    dx = np.empty_like(x)
+    peer = None
+    if torch is not None:
+        pool = torch.nn.functional.max_pool2d
+        peer = _torch_layer(torch, lambda x: pool(x, 2, 2), (x,), dout)
+    return Columns(reference=_fwd_bwd(_BookPooling(2, 2, 2), x, dout),
+                   fastbp=_fwd_bwd(layers.Pooling(2, 2, 2), x, dout),
+                   floor=lambda: np.copyto(dx, x), torch=peer)
+
+
+def _build_convnet(dtype, torch, *, net, batch, work):
+    """A convnet's SGD step (work "train_step": the book's gradient() + SGD
+    update against fastbp's train_step) or its predict."""
+    from . import networks, optimizers
+    rng = _data_rng()
+    fast_net = getattr(networks, net)(dtype=dtype, seed=0)
+    book_net = _BookConvNet(fast_net)
+    x = _images(rng, batch, dtype).reshape((batch,) + fast_net.input_dim)
+    t = _labels(rng, batch)
+    forward, backward = _convnet_gemms(fast_net, batch, rng)
+    if work == "predict":
+        return Columns(reference=lambda: book_net.predict(x), fastbp=lambda: fast_net.predict(x),
+                       floor=_calls(forward),
+                       torch=None if torch is None else _torch_convnet_predict(torch, fast_net,
+                                                                               x))
+    book_opt, fast_opt = _BookSGD(_LR), optimizers.SGD(lr=_LR)
+
+    def reference():
+        book_opt.update(book_net.params, book_net.gradient(x, t))
+
+    return Columns(reference=reference, fastbp=lambda: fast_net.train_step(x, t, fast_opt),
+                   floor=_calls(forward + backward),
+                   torch=None if torch is None else _torch_convnet_step(torch, fast_net, x, t,
+                                                                        _LR))
+
+
 def _softmax_loss_case(batch, classes):
     return Case(f"softmax_loss fwd+bwd {batch}x{classes}", "book", _build_softmax_loss,
                 {"batch": batch, "classes": classes})
@@ -367,6 +738,12 @@ def _train_step_case(net, sizes, batch):
                 torch_legend="train_step = nn.Sequential(Linear, ReLU, Linear) + "
                              "F.cross_entropy + torch.optim.SGD step")
 
+
+_CONV_TORCH = "conv = F.conv2d forward + backward (oneDNN)"
+_CONVNET_FLOOR = ("convnet train_step = its GEMMs (im2col layout; none for the first "
+                  "layer's dx)")
+_CONVNET_TORCH = ("convnet train_step = Conv2d/ReLU/MaxPool2d/Linear/Dropout + "
+                  "F.cross_entropy + torch.optim.SGD step")
 
 #: every row, in order
 CASES = (
@@ -382,6 +759,32 @@ CASES = (
     _train_step_case("TwoLayerNet", (784, 50, 10), 8),
     _train_step_case("TwoLayerNet", (784, 50, 10), 100),
     _train_step_case("MultiLayerNet", (784, 1024, 10), 256),
+    # chapters 7-8: the book's im2col/col2im, layers and convnets
+    Case("im2col 100x16x28x28 3x3 p1", "book", _build_im2col,
+         {"shape": (100, 16, 28, 28), "size": 3, "pad": 1, "adjoint": False},
+         floor_legend="im2col, col2im = one np.copyto of col"),
+    Case("col2im 100x16x28x28 3x3 p1", "book", _build_im2col,
+         {"shape": (100, 16, 28, 28), "size": 3, "pad": 1, "adjoint": True},
+         floor_legend="im2col, col2im = one np.copyto of col"),
+    Case("conv fwd+bwd 100x1x28x28 30x5x5", "book", _build_convolution,
+         {"shape": (100, 1, 28, 28), "filters": 30, "size": 5, "pad": 0},
+         floor_legend="conv = its 3 GEMMs on im2col's col", torch_legend=_CONV_TORCH),
+    Case("conv fwd+bwd 100x16x28x28 16x3x3", "book", _build_convolution,
+         {"shape": (100, 16, 28, 28), "filters": 16, "size": 3, "pad": 1},
+         floor_legend="conv = its 3 GEMMs on im2col's col", torch_legend=_CONV_TORCH),
+    Case("pool fwd+bwd 100x30x24x24 2x2", "book", _build_pooling,
+         {"shape": (100, 30, 24, 24)}, floor_legend="pool = one np.copyto of x",
+         torch_legend="pool = F.max_pool2d forward + backward"),
+    Case("train_step SimpleConvNet b100", "book", _build_convnet,
+         {"net": "SimpleConvNet", "batch": 100, "work": "train_step"},
+         floor_legend=_CONVNET_FLOOR, torch_legend=_CONVNET_TORCH),
+    Case("train_step DeepConvNet b100", "book", _build_convnet,
+         {"net": "DeepConvNet", "batch": 100, "work": "train_step"},
+         floor_legend=_CONVNET_FLOOR, torch_legend=_CONVNET_TORCH),
+    Case("predict DeepConvNet b100", "book", _build_convnet,
+         {"net": "DeepConvNet", "batch": 100, "work": "predict"},
+         floor_legend="predict = its forward GEMMs",
+         torch_legend="predict = the same layers, eval mode, no_grad"),
 )
 
 
@@ -508,7 +911,7 @@ def _fmt(value, spec):
 
 
 def _columns(with_torch):
-    cols = [("case", 30, "name", "s"), ("dtype", 8, "dtype", "s"),
+    cols = [("case", 33, "name", "s"), ("dtype", 8, "dtype", "s"),
             ("baseline", 9, "baseline", "s"), ("ref µs", 11, "reference_us", ".1f"),
             ("fastbp µs", 11, "fastbp_us", ".1f"), ("ref/fast", 9, "ratio", ".2f"),
             ("floor µs", 11, "floor_us", ".1f"), ("fast/floor", 10, "fast_over_floor", ".2f")]

@@ -19,6 +19,7 @@ import fastbp.networks
 from fastbp import bench
 from fastbp._runtime import optional_torch
 from fastbp.__main__ import main
+from bookcode import book_modules, requires_book
 
 EXPECTED_NAMES = [
     "relu fwd+bwd 1e6",
@@ -30,10 +31,21 @@ EXPECTED_NAMES = [
     "train_step 784-50-10 b8",
     "train_step 784-50-10 b100",
     "train_step 784-1024-10 b256",
+    "im2col 100x16x28x28 3x3 p1",
+    "col2im 100x16x28x28 3x3 p1",
+    "conv fwd+bwd 100x1x28x28 30x5x5",
+    "conv fwd+bwd 100x16x28x28 16x3x3",
+    "pool fwd+bwd 100x30x24x24 2x2",
+    "train_step SimpleConvNet b100",
+    "train_step DeepConvNet b100",
+    "predict DeepConvNet b100",
 ]
+CONVNET_ROWS = EXPECTED_NAMES[9:]
 WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-50-10 b1",
               "train_step 784-50-10 b8", "train_step 784-50-10 b100",
-              "train_step 784-1024-10 b256"}
+              "train_step 784-1024-10 b256", *CONVNET_ROWS}
+WITH_TORCH = {name for name in EXPECTED_NAMES
+              if name.startswith(("train_step", "predict", "conv", "pool"))}
 
 
 def torch_available():
@@ -53,7 +65,8 @@ def quick_rows():
 def test_rows_cover_every_case_and_dtype(quick_rows):
     assert isinstance(quick_rows, list)
     assert [r["name"] for r in quick_rows] == EXPECTED_NAMES * 2
-    assert [r["dtype"] for r in quick_rows] == ["float32"] * 9 + ["float64"] * 9
+    n = len(EXPECTED_NAMES)
+    assert [r["dtype"] for r in quick_rows] == ["float32"] * n + ["float64"] * n
     assert [case.name for case in bench.CASES] == EXPECTED_NAMES
     assert all(r["threads"] == 1 for r in quick_rows)
     assert all(r["repeat"] == 3 and r["min_time_ms"] == 2.0 for r in quick_rows)
@@ -76,10 +89,10 @@ def test_medians_are_positive_and_ratios_consistent(quick_rows):
             assert r["floor_us"] is None and r["fast_over_floor"] is None
 
 
-def test_torch_column_only_for_training_steps(quick_rows):
+def test_torch_column_only_for_its_rows(quick_rows):
     have_torch = torch_available()
     for r in quick_rows:
-        if have_torch and r["name"].startswith("train_step"):
+        if have_torch and r["name"] in WITH_TORCH:
             assert r["torch_us"] > 0
             assert r["torch_over_fast"] == pytest.approx(r["torch_us"] / r["fastbp_us"],
                                                          rel=1e-9)
@@ -96,7 +109,11 @@ def test_a_bigger_job_takes_longer(quick_rows):
     assert big["floor_us"] > small["floor_us"]
 
 
-def test_table_output(capsys):
+def test_table_output(capsys, monkeypatch):
+    # the rows of a few cases (quick_rows runs them all): one of each kind of column
+    by_name = {case.name: case for case in bench.CASES}
+    names = [EXPECTED_NAMES[0], EXPECTED_NAMES[2], "pool fwd+bwd 100x30x24x24 2x2"]
+    monkeypatch.setattr(bench, "CASES", tuple(by_name[name] for name in names))
     code = bench.run(["--quick", "--dtype", "float32"])
     out = capsys.readouterr().out
     assert code == 0
@@ -106,8 +123,8 @@ def test_table_output(capsys):
     title = next(i for i, line in enumerate(lines) if line.startswith("case"))
     for col in ("ref µs", "fastbp µs", "ref/fast", "floor µs", "fast/floor"):
         assert col in lines[title]
-    rows = lines[title + 1:title + 1 + len(EXPECTED_NAMES)]
-    for name, line in zip(EXPECTED_NAMES, rows):
+    rows = lines[title + 1:title + 1 + len(names)]
+    for name, line in zip(names, rows, strict=True):
         assert line.startswith(name)
         assert " float32 " in line
         numbers = [float(x) for x in line[len(name):].split() if x[0].isdigit()]
@@ -170,6 +187,59 @@ def test_book_baselines_compute_the_books_results():
     np.testing.assert_allclose(book.backward(), mine.backward(), rtol=1e-12, atol=1e-15)
 
 
+@requires_book
+def test_book_convnet_baselines_are_the_books_code():
+    """The chapter 7-8 transcriptions against the book's own modules."""
+    book_util, book_layers = book_modules("common.util", "common.layers")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    for size, stride, pad in ((3, 1, 1), (2, 2, 0), (3, 2, 2)):
+        col = bench._book_im2col(x, size, size, stride, pad)
+        np.testing.assert_array_equal(col, book_util.im2col(x, size, size, stride, pad))
+        np.testing.assert_array_equal(bench._book_col2im(col, x.shape, size, size, stride, pad),
+                                      book_util.col2im(col, x.shape, size, size, stride, pad))
+    W, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    dout = rng.standard_normal((2, 4, 7, 6))
+    pairs = ((bench._BookConvolution(W, b, 1, 1), book_layers.Convolution(W, b, 1, 1), dout),
+             (bench._BookPooling(2, 2, 2), book_layers.Pooling(2, 2, 2), dout[:, :3, :3, :3]),
+             (bench._BookAffine(rng.standard_normal((126, 5)), b[:1]),
+              None, rng.standard_normal((2, 5))))
+    for ours, theirs, d in pairs:
+        theirs = theirs or book_layers.Affine(ours.W, ours.b)
+        np.testing.assert_array_equal(ours.forward(x), theirs.forward(x))
+        np.testing.assert_array_equal(ours.backward(d), theirs.backward(d))
+    ours, theirs = bench._BookDropout(0.5), book_layers.Dropout(0.5)
+    np.random.seed(3)
+    a = ours.forward(x)
+    np.random.seed(3)
+    np.testing.assert_array_equal(a, theirs.forward(x))
+    np.testing.assert_array_equal(ours.backward(x), theirs.backward(x))
+
+
+@requires_book
+@pytest.mark.parametrize("name", ["SimpleConvNet", "DeepConvNet"])
+def test_book_convnets_are_the_books_gradient(name):
+    simple, deep = book_modules("simple_convnet", "deep_convnet", chapters=("ch07", "ch08"))
+    net = getattr(fastbp.networks, name)(seed=0)
+    ours = bench._BookConvNet(net)
+    theirs = simple.SimpleConvNet() if name == "SimpleConvNet" else deep.DeepConvNet()
+    for key, value in ours.params.items():
+        theirs.params[key][...] = value
+    rng = np.random.default_rng(3)
+    x, t = rng.random((3, 1, 28, 28)), rng.integers(0, 10, 3)
+    np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))
+    np.random.seed(4)
+    grads = ours.gradient(x, t)
+    np.random.seed(4)
+    expected = theirs.gradient(x, t)
+    for key in expected:
+        np.testing.assert_array_equal(grads[key], expected[key])
+    params = {k: v.copy() for k, v in ours.params.items()}
+    bench._BookSGD(0.1).update(params, grads)
+    for key in params:
+        np.testing.assert_array_equal(params[key], ours.params[key] - 0.1 * grads[key])
+
+
 def test_format_table_of_collected_rows(quick_rows):
     text = bench.format_table(quick_rows, threads=1)
     lines = text.splitlines()
@@ -197,8 +267,9 @@ def test_case_records_carry_their_sizes_and_columns():
     by_name = {case.name: case for case in bench.CASES}
     assert len(by_name) == len(bench.CASES)                      # names are unique
     assert {name for name, case in by_name.items() if case.floor_legend} == WITH_FLOOR
-    assert {name for name, case in by_name.items() if case.torch_legend} == \
-        {name for name in EXPECTED_NAMES if name.startswith("train_step")}
+    assert {name for name, case in by_name.items() if case.torch_legend} == WITH_TORCH
+    assert by_name["train_step DeepConvNet b100"].params == {
+        "net": "DeepConvNet", "batch": 100, "work": "train_step"}
     step = by_name["train_step 784-1024-10 b256"]
     assert step.params == {"net": "MultiLayerNet", "sizes": (784, 1024, 10), "batch": 256}
     assert by_name["train_step 784-50-10 b8"].params["net"] == "TwoLayerNet"
