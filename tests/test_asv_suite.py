@@ -30,7 +30,7 @@ if not (BENCH_DIR / "__init__.py").is_file():
 
 import fastbp  # noqa: E402
 
-MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads"]
+MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads", "convnets"]
 BENCH_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
 
 # The small combination each class is exercised at; parameters named here
@@ -190,8 +190,12 @@ def test_parameter_grids():
     classes = {name: getattr(MODULES[mod], name) for mod, name in CLASSES}
     expected = {"Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "OptimizerUpdate",
                 "TwoLayerNetTrainStep", "MultiLayerNetTrainStep", "TrainStepPeakMemory",
-                "TrainStepSpeedup", "ElementwiseThreads"}
+                "TrainStepSpeedup", "ElementwiseThreads", "Im2col", "ConvolutionLayer",
+                "PoolingLayer", "ConvNetTrainStep", "ConvNetPredict", "ConvNetTrainStepSpeedup",
+                "ConvNetPeakMemory"}
     assert expected <= set(classes), expected - set(classes)
+    assert set(_params(classes["ConvNetTrainStep"])["net"]) == {"SimpleConvNet", "DeepConvNet"}
+    assert 100 in _params(classes["ConvNetTrainStep"])["images"]
     for name, cls in classes.items():
         params = _params(cls)
         for param, required in REQUIRED.items():
