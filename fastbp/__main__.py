@@ -2,8 +2,11 @@
 
 Subcommands:
   train      the book's chapter-5 experiment (TwoLayerNet on MNIST) through
-             fastbp.Trainer, or a MultiLayerNet; prints the test accuracy
+             fastbp.Trainer, or a MultiLayerNet, or a convnet of chapters 7-8
+             (--net); prints the test accuracy
   gradcheck  the book's gradient check: backprop against numerical gradients
+  evaluate   the test accuracy of a convnet's saved parameters (the book's
+             ch08/misclassified_mnist.py)
   info       fastbp.show_config(): compiled core, BLAS, OpenMP, SIMD, threads
   bench      the benchmark of fastbp.bench (book / reference vs fastbp)
   tune       random search over lr and weight decay (the book's ch. 6), in
@@ -45,6 +48,18 @@ GRADCHECK_BN_TOL = 1e-8      # batch statistics curve the loss more: a larger h*
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 PLOT_HINT = "--plot needs matplotlib: pip install 'fastbp[plot]'"
 MNIST_PIXELS = 784           # the input width of every network the commands build
+GRADCHECK_CONV_IMAGES = 3    # --net simple-convnet: random images (the book's script: 1)
+# --net simple-convnet: weights of std 0.3 and steps of h = 1e-5 keep the
+# outputs of ReLU and max pooling farther than a step from their kinks (the
+# book's std 0.01 and h = 1e-4 put some within it: its own differences reach 1e-4)
+GRADCHECK_CONV_STD = 0.3
+GRADCHECK_CONV_H = 1e-5
+# chapters 7-8: the convnets, trained as the book's ch07/train_convnet.py and
+# ch08/train_deepnet.py (Adam lr 0.001, batch 100, accuracy on 1,000 samples an epoch)
+CONVNETS = {"simple-convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet"}
+CONVNET_EPOCHS = {"simple-convnet": 20, "deep-convnet": 5}     # simple: the book's 20
+CONVNET_LR = 0.001
+CONVNET_EVAL_SAMPLES = 1000
 
 
 class CommandError(Exception):
@@ -180,9 +195,17 @@ def _train_parser(subparsers):
                     "MultiLayerNetExtend. The last line is 'test accuracy: A (N steps, T s, "
                     "S steps/s)'.")
     _add_data_options(p)
+    p.add_argument("--net", choices=("mlp",) + tuple(CONVNETS), default="mlp",
+                   help="mlp: TwoLayerNet or MultiLayerNet (chapter 5); simple-convnet, "
+                        "deep-convnet: the book's SimpleConvNet and DeepConvNet (chapters "
+                        "7-8), trained as its ch07/train_convnet.py and ch08/train_deepnet.py: "
+                        f"Adam lr {CONVNET_LR}, accuracy on {CONVNET_EVAL_SAMPLES} samples an "
+                        f"epoch, {CONVNET_EPOCHS['simple-convnet']} and "
+                        f"{CONVNET_EPOCHS['deep-convnet']} epochs by default  [mlp]")
     p.add_argument("--hidden", type=hidden_sizes, default=None, metavar="N[,N...]",
                    help=f"hidden layer width, or a comma-separated list of widths "
-                        f"(MultiLayerNet)  [{DEFAULT_HIDDEN}]")
+                        f"(MultiLayerNet); a convnet's one hidden affine layer  "
+                        f"[{DEFAULT_HIDDEN}; convnets: the book's 100 and 50]")
     p.add_argument("--activation", choices=("relu", "sigmoid"), default="relu",
                    help="hidden activation; sigmoid selects MultiLayerNet  [relu]")
     p.add_argument("--batchnorm", action="store_true",
@@ -195,14 +218,16 @@ def _train_parser(subparsers):
     p.add_argument("--weight-decay", type=non_negative_float, default=None, metavar="LAMBDA",
                    help="L2 weight decay: 0.5 * LAMBDA * sum(W**2) added to the loss "
                         "(MultiLayerNetExtend)  [0]")
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
-                   help="[sgd]")
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=None,
+                   help="[sgd; convnets: adam]")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"learning rate  [{DEFAULT_SGD_LR} for sgd, else the optimizer's "
                         "default as in the book: 0.01, adam 0.001]")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, default=None,
-                        help=f"epochs of N_train // batch-size steps  [{DEFAULT_EPOCHS}]")
+                        help=f"epochs of N_train // batch-size steps  [{DEFAULT_EPOCHS}; "
+                             f"convnets: {CONVNET_EPOCHS['simple-convnet']}, "
+                             f"{CONVNET_EPOCHS['deep-convnet']}]")
     length.add_argument("--iters", type=positive_int, default=None,
                         help="total number of steps (instead of --epochs)")
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
@@ -213,7 +238,8 @@ def _train_parser(subparsers):
                    help="seed of the weights and of the batch sampler  [0]")
     _add_backend_option(p)
     p.add_argument("--save", metavar="PARAMS.npz", default=None,
-                   help="write the trained parameters with net.save")
+                   help="write the trained parameters with net.save (convnets: "
+                        "net.save_params, the book's pickle, e.g. PARAMS.pkl)")
     p.add_argument("--plot", metavar="CURVE.png", default=None,
                    help="plot the loss and accuracy curves (needs matplotlib)")
     p.add_argument("--threads", type=thread_count, default=1,
@@ -230,22 +256,32 @@ def cmd_train(parser, args):
     import numpy as np
 
     _check_data_args(parser, args)
+    convnet = args.net in CONVNETS
+    if convnet:
+        _check_convnet_train_args(parser, args)
+    elif args.optimizer is None:
+        args.optimizer = "sgd"
     hidden = args.hidden if args.hidden is not None else [DEFAULT_HIDDEN]
     multi = len(hidden) != 1 or args.activation != "relu"
     extend = args.batchnorm or args.dropout is not None or args.weight_decay is not None
     if args.plot is not None:
         _check_plot_option(args.plot)
-    if args.save is not None:
-        _check_output_path("--save", args.save, ".npz")
-    _check_memory("--batch-size and --hidden", [MNIST_PIXELS, *hidden, 10], args.batch_size,
-                  args.dtype, args.optimizer)
+    if args.save is not None:      # convnets: the book's pickle, written where named
+        _check_output_path("--save", args.save, None if convnet else ".npz")
+    if not convnet:
+        _check_memory("--batch-size and --hidden", [MNIST_PIXELS, *hidden, 10],
+                      args.batch_size, args.dtype, args.optimizer)
 
     ((x_train, t_train), (x_test, t_test)), data_what = _load_data(args)
 
     networks, get_optimizer = _modules(args.backend)
     dtype = np.dtype(args.dtype)
     n_in, n_out = int(np.prod(x_train.shape[1:])), 10
-    if extend:
+    evaluate_samples = None
+    if convnet:
+        net, x_train, x_test = _convnet_for_training(args, dtype, x_train, x_test)
+        evaluate_samples = CONVNET_EVAL_SAMPLES
+    elif extend:
         net = _extend_class(args.backend)(
             n_in, hidden, n_out, activation=args.activation, weight_init_std=args.activation,
             weight_decay_lambda=args.weight_decay or 0, use_dropout=args.dropout is not None,
@@ -266,10 +302,13 @@ def cmd_train(parser, args):
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
     trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=epochs,
                       mini_batch_size=args.batch_size, optimizer=optimizer,
+                      evaluate_sample_num_per_epoch=evaluate_samples,
                       verbose=not args.quiet, seed=args.seed, max_iter=args.iters)
     sizes = "-".join(str(s) for s in [n_in, *hidden, n_out])
     title = (f"{type(net).__name__} {sizes} ({', '.join(_layer_options(args))}), "
              f"{optimizer!r}, batch {args.batch_size}, {dtype.name}, {args.backend} backend")
+    if convnet:
+        title = (f"{net!r}, {optimizer!r}, batch {args.batch_size}, {args.backend} backend")
     if not args.quiet:
         length = (f"{args.iters} steps" if args.iters is not None else
                   f"{epochs} epochs x {trainer.iter_per_epoch} steps = {trainer.max_iter} steps")
@@ -282,7 +321,11 @@ def cmd_train(parser, args):
 
     if args.save is not None:
         try:
-            written = net.save(args.save)
+            if convnet:
+                net.save_params(args.save)
+                written = args.save
+            else:
+                written = net.save(args.save)
         except OSError as exc:
             raise CommandError(f"--save {args.save}: {exc}") from None
         if not args.quiet:
@@ -299,6 +342,42 @@ def cmd_train(parser, args):
     print(f"test accuracy: {trainer.test_acc:.4f} ({steps} steps, {trainer.elapsed:.2f} s, "
           f"{rate:.1f} steps/s)")
     return 0
+
+
+def _check_convnet_train_args(parser, args):
+    """--net simple-convnet/deep-convnet: the options that apply, the book's defaults."""
+    if args.activation != "relu":
+        parser.error("--activation is for --net mlp: the convnets use ReLU")
+    if args.batchnorm or args.dropout is not None or args.weight_decay is not None:
+        parser.error("--batchnorm, --dropout and --weight-decay are for --net mlp "
+                     "(MultiLayerNetExtend)")
+    if args.hidden is not None and len(args.hidden) != 1:
+        parser.error(f"--hidden: a convnet has one hidden affine layer, got "
+                     f"{','.join(map(str, args.hidden))}")
+    if args.optimizer is None:
+        args.optimizer = "adam"
+        if args.lr is None:
+            args.lr = CONVNET_LR
+    if args.epochs is None and args.iters is None:
+        args.epochs = CONVNET_EPOCHS[args.net]
+
+
+def _convnet_for_training(args, dtype, x_train, x_test):
+    """(net, x_train, x_test): the convnet of --net and the images as (N, 1, 28, 28)."""
+    networks = _convnet_module(args.backend)
+    kwargs = {} if args.hidden is None else {"hidden_size": args.hidden[0]}
+    net = getattr(networks, CONVNETS[args.net])(dtype=dtype, seed=args.seed, **kwargs)
+    images = lambda x: x.reshape((len(x),) + net.input_dim)  # noqa: E731
+    return net, images(x_train), images(x_test)
+
+
+def _convnet_module(backend):
+    """The module with SimpleConvNet and DeepConvNet for a backend name."""
+    if backend == "reference":
+        from .reference import convnets
+        return convnets
+    from . import networks
+    return networks
 
 
 def _extend_class(backend):
@@ -338,9 +417,17 @@ def _gradcheck_parser(subparsers):
                     "and beta included, in training mode. Exit 1 if a mean |difference| "
                     f"exceeds {GRADCHECK_TOL:g} ({GRADCHECK_BN_TOL:g} with --batchnorm).")
     _add_data_options(p)
-    p.add_argument("--hidden", type=positive_int, default=DEFAULT_HIDDEN,
-                   help=f"hidden width  [{DEFAULT_HIDDEN}]")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="weight seed  [0]")
+    p.add_argument("--net", choices=("mlp", "simple-convnet"), default="mlp",
+                   help="mlp: the book's TwoLayerNet check; simple-convnet: its "
+                        "ch07/gradient_check.py, SimpleConvNet with 10 filters 3 x 3, hidden "
+                        f"10, on {GRADCHECK_CONV_IMAGES} random 10 x 10 images, with weights of "
+                        f"std {GRADCHECK_CONV_STD} and differences of h = {GRADCHECK_CONV_H:g} "
+                        "(the book's 0.01 and 1e-4 put ReLU and max pooling within a step of "
+                        "their kinks)  [mlp]")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help=f"hidden width  [{DEFAULT_HIDDEN}; simple-convnet: 10]")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="weight seed (and the convnet's images)  [0]")
     p.add_argument("--batchnorm", action="store_true",
                    help="check MultiLayerNetExtend 784-H-H-10 with batch normalisation "
                         f"(the book's ch06 check) on {GRADCHECK_BN_IMAGES} images")
@@ -357,35 +444,151 @@ def cmd_gradcheck(parser, args):
     from .gradient import compare_gradients, gradient_check
 
     _check_data_args(parser, args)
-    _check_memory("--hidden", [MNIST_PIXELS, args.hidden, 10], GRADCHECK_IMAGES, "float64")
-    ((x_train, t_train), _), _ = _load_data(args)
-    images = GRADCHECK_BN_IMAGES if args.batchnorm else GRADCHECK_IMAGES
-    x = np.asarray(x_train[:images], dtype=np.float64)
-    t = t_train[:images]
-    networks, _ = _modules(args.backend)
-    if args.batchnorm:
-        hidden = [args.hidden, args.hidden]
-        net = _extend_class(args.backend)(x.shape[1], hidden, 10, use_batchnorm=True,
-                                          dtype=np.float64, seed=args.seed)
+    if args.batchnorm and args.net != "mlp":
+        parser.error("--batchnorm is for --net mlp (the book's ch06 check)")
+    tol = GRADCHECK_BN_TOL if args.batchnorm else GRADCHECK_TOL
+    if args.net == "simple-convnet":
+        net, x, t, what = _gradcheck_convnet(args)
     else:
-        hidden = [args.hidden]
-        net = networks.TwoLayerNet(x.shape[1], args.hidden, 10, dtype=np.float64,
-                                   seed=args.seed)
+        hidden_width = DEFAULT_HIDDEN if args.hidden is None else args.hidden
+        _check_memory("--hidden", [MNIST_PIXELS, hidden_width, 10], GRADCHECK_IMAGES,
+                      "float64")
+        ((x_train, t_train), _), _ = _load_data(args)
+        images = GRADCHECK_BN_IMAGES if args.batchnorm else GRADCHECK_IMAGES
+        x = np.asarray(x_train[:images], dtype=np.float64)
+        t = t_train[:images]
+        networks, _ = _modules(args.backend)
+        if args.batchnorm:
+            hidden = [hidden_width, hidden_width]
+            net = _extend_class(args.backend)(x.shape[1], hidden, 10, use_batchnorm=True,
+                                              dtype=np.float64, seed=args.seed)
+        else:
+            hidden = [hidden_width]
+            net = networks.TwoLayerNet(x.shape[1], hidden_width, 10, dtype=np.float64,
+                                       seed=args.seed)
+        sizes = "-".join(str(s) for s in [x.shape[1], *hidden, 10])
+        what = f"{type(net).__name__} {sizes}{' with batch norm' if args.batchnorm else ''}"
     start = time.perf_counter()
-    if args.max_entries is None:
+    if args.net == "simple-convnet":
+        entries = args.max_entries or max(p.size for p in net.params.values())
+        report = gradient_check(net, x, t, max_entries=entries, seed=args.seed,
+                                h=GRADCHECK_CONV_H)
+    elif args.max_entries is None:
         # the book: every entry of every parameter, two forward passes each
         report = compare_gradients(net.gradient(x, t), net.numerical_gradient(x, t))
     else:
         report = gradient_check(net, x, t, max_entries=args.max_entries, seed=args.seed)
     elapsed = time.perf_counter() - start
 
-    sizes = "-".join(str(s) for s in [x.shape[1], *hidden, 10])
-    print(f"{type(net).__name__} {sizes}{' with batch norm' if args.batchnorm else ''} "
-          f"float64 ({args.backend} backend), {len(x)} images: {report.scope}, "
+    print(f"{what} float64 ({args.backend} backend), {len(x)} images: {report.scope}, "
           f"{elapsed:.1f} s")
-    tol = GRADCHECK_BN_TOL if args.batchnorm else GRADCHECK_TOL
     print(report.format(tol))
     return 0 if report.passed(tol) else 1
+
+
+def _gradcheck_convnet(args):
+    """(net, x, t, description): the book's ch07/gradient_check.py network on
+    GRADCHECK_CONV_IMAGES random images with labels 0, 1, 2, ... as (N, 1)."""
+    import numpy as np
+
+    networks = _convnet_module(args.backend)
+    net = networks.SimpleConvNet(input_dim=(1, 10, 10),
+                                 conv_param={"filter_num": 10, "filter_size": 3, "pad": 0,
+                                             "stride": 1},
+                                 hidden_size=10 if args.hidden is None else args.hidden,
+                                 output_size=10, weight_init_std=GRADCHECK_CONV_STD,
+                                 dtype=np.float64,
+                                 seed=args.seed)
+    x = np.random.default_rng(args.seed).random((GRADCHECK_CONV_IMAGES, 1, 10, 10))
+    t = (np.arange(GRADCHECK_CONV_IMAGES) % 10).reshape(-1, 1)
+    return net, x, t, f"SimpleConvNet 1x10x10-conv10x3x3-{net.hidden_size}-10"
+
+
+# ---------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------
+
+EVALUATE_SHOWN = 20          # misclassified images listed: the book's 4 x 5 grid
+
+
+def _evaluate_parser(subparsers):
+    p = subparsers.add_parser(
+        "evaluate", help="test accuracy of a convnet's saved parameters (the book's 8.2)",
+        description="The book's ch08/misclassified_mnist.py: load a SimpleConvNet's or "
+                    "DeepConvNet's parameters (the book's ch07/params.pkl or "
+                    "ch08/deep_convnet_params.pkl, or fastbp train --net ... --save), predict "
+                    "the MNIST test images in batches and print the misclassified ones and "
+                    "the accuracy. The file is read through fastbp's restricted unpickler "
+                    "(a dict of arrays, nothing executed). The last line is 'test accuracy: "
+                    "A (N images, T s, R images/s)'.")
+    p.add_argument("params", metavar="PARAMS.pkl",
+                   help="the parameters, a pickled dict {'W1': array, ...} (save_params)")
+    p.add_argument("--net", choices=("auto",) + tuple(CONVNETS), default="auto",
+                   help="the network they are for; auto: from the file's names (W1-W3: "
+                        "simple-convnet, W1-W8: deep-convnet)  [auto]")
+    _add_data_options(p)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
+                   help=f"images predicted at a time  [{DEFAULT_BATCH}]")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="the network's dtype (the parameters are cast)  [float64]")
+    _add_backend_option(p)
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="BLAS and fastbp kernel threads; 0 keeps the library defaults  [1]")
+    p.add_argument("--show", type=non_negative_int, default=EVALUATE_SHOWN, metavar="N",
+                   help=f"list the first N misclassified images as {{index: (label, "
+                        f"predicted)}}, as the book  [{EVALUATE_SHOWN}]")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
+    p.set_defaults(handler=cmd_evaluate, command_parser=p)
+
+
+def _convnet_of(names, path):
+    """The --net name of a parameter file holding ``names``."""
+    for net, count in (("simple-convnet", 3), ("deep-convnet", 8)):
+        if set(names) == {f"{k}{i}" for k in "Wb" for i in range(1, count + 1)}:
+            return net
+    raise CommandError(f"{path}: cannot tell the network from its parameters "
+                       f"{sorted(names)}: pass --net simple-convnet or --net deep-convnet")
+
+
+def cmd_evaluate(parser, args):
+    import pickle
+
+    import numpy as np
+
+    from ._param_pickle import load_array_dict
+    from ._runtime import thread_limits
+
+    _check_data_args(parser, args)
+    try:
+        names = list(load_array_dict(args.params))
+    except (OSError, pickle.UnpicklingError) as exc:
+        raise CommandError(f"cannot read {args.params}: {exc}") from None
+    name = _convnet_of(names, args.params) if args.net == "auto" else args.net
+    ((_, _), (x_test, t_test)), data_what = _load_data(args)
+    net = getattr(_convnet_module(args.backend), CONVNETS[name])(dtype=np.dtype(args.dtype),
+                                                                seed=0)
+    try:
+        net.load_params(args.params)
+    except (OSError, pickle.UnpicklingError, ValueError) as exc:
+        raise CommandError(f"cannot load {args.params} into {type(net).__name__}: "
+                           f"{exc}") from None
+    x = x_test.reshape((len(x_test),) + net.input_dim)
+    batch = args.batch_size
+    with thread_limits(args.threads):
+        start = time.perf_counter()
+        classes = np.concatenate([np.argmax(net.predict(x[i:i + batch]), axis=1)
+                                  for i in range(0, len(x), batch)])
+        elapsed = time.perf_counter() - start
+    wrong = np.flatnonzero(classes != t_test)
+    if not args.quiet:
+        print(f"{net!r} ({args.backend} backend) with {args.params}")
+        print(f"data: {data_what}, {len(x)} test images, batches of {batch}")
+        shown = {int(i): (int(t_test[i]), int(classes[i])) for i in wrong[:args.show]}
+        print(f"misclassified: {len(wrong)}; the first {len(shown)} as "
+              f"{{index: (label, predicted)}}: {shown}")
+    print(f"test accuracy: {1 - len(wrong) / len(x):.4f} ({len(x)} images, {elapsed:.2f} s, "
+          f"{len(x) / max(elapsed, 1e-9):.0f} images/s)")
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -580,7 +783,8 @@ def cmd_tune(parser, args):
 # ---------------------------------------------------------------------------
 
 #: the subcommands, in --help order: each adds its parser (handler=cmd_<name>)
-SUBCOMMANDS = (_train_parser, _gradcheck_parser, _info_parser, _bench_parser, _tune_parser)
+SUBCOMMANDS = (_train_parser, _gradcheck_parser, _evaluate_parser, _info_parser, _bench_parser,
+               _tune_parser)
 
 
 def build_parser():

@@ -29,10 +29,10 @@ REQUESTED_PURE = env_flag("FASTBP_PURE")     # ValueError for a value that is ne
 
 #: The compiled extension modules, fastbp/<name>.pyx each (setup.py builds
 #: every .pyx there); a new one is added here and to the unpacking below.
-MODULE_NAMES = ("_affine", "_elementwise", "_optim", "_train", "_batchnorm", "_bitgen",
-                "_dropout", "_train_extend")
+MODULE_NAMES = ("_affine", "_conv", "_elementwise", "_optim", "_train", "_batchnorm",
+                "_bitgen", "_dropout", "_train_extend")
 
-affine = elementwise = optim = train = batchnorm = bitgen = dropout = train_extend = None
+affine = conv = elementwise = optim = train = batchnorm = bitgen = dropout = train_extend = None
 #: the imported compiled modules, in MODULE_NAMES order (empty without them)
 MODULES = ()
 COMPILED = False
@@ -47,7 +47,8 @@ else:
     except ImportError as exc:  # never built, or built for another Python
         REASON = f"compiled core not importable: {exc}"
     else:
-        affine, elementwise, optim, train, batchnorm, bitgen, dropout, train_extend = MODULES
+        (affine, conv, elementwise, optim, train, batchnorm, bitgen, dropout,
+         train_extend) = MODULES
         COMPILED = True
 
 
@@ -58,6 +59,13 @@ def _kernels(c_type):
         # _affine.pyx
         affine_forward=affine.affine_forward[c_type],
         affine_backward=affine.affine_backward[c_type],
+        # _conv.pyx
+        im2col=conv.im2col[c_type],
+        col2im=conv.col2im[c_type],
+        conv_forward=conv.conv_forward[c_type],
+        conv_backward=conv.conv_backward[c_type],
+        maxpool_forward=conv.maxpool_forward[c_type],
+        maxpool_backward=conv.maxpool_backward[c_type],
         # _elementwise.pyx
         relu_forward=elementwise.relu_forward[c_type],
         relu_backward=elementwise.relu_backward[c_type],

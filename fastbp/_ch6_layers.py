@@ -115,7 +115,8 @@ class BatchNormalization(_reference.BatchNormalization):
         kernels = _backend.KERNELS.get(x.dtype) if type(x) is np.ndarray else None
         momentum = self.momentum
         if (kernels is None or x.ndim not in (2, 4) or not isinstance(momentum, float)
-                or (train_flg and x.shape[0] == 0)):
+                or not 0 <= momentum <= 1 or (train_flg and x.shape[0] == 0)):
+            # (a momentum outside [0, 1] is refused in test mode too, as the reference does)
             return self._reference_forward(x, train_flg)
         dtype = x.dtype
         x2d = x if x.ndim == 2 else x.reshape(x.shape[0], math.prod(x.shape[1:]))

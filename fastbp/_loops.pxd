@@ -263,3 +263,213 @@ cdef inline void dropout_forward(const fb_dropout_stream *stream, const floating
         fb_dropout_forward_f(stream, x, keep, out, n)
     else:
         fb_dropout_forward_d(stream, x, keep, out, n)
+
+
+# ---- chapter 7: src/fb_conv.h and src/fb_pool.h ----------------------------
+cdef extern from "fb_loops.h" nogil:
+    ctypedef struct fb_window:
+        Py_ssize_t n, c, h, w       # the input batch
+        Py_ssize_t fh, fw           # the window (filter or pooling)
+        Py_ssize_t stride, pad
+        Py_ssize_t oh, ow           # the positions it takes
+    ctypedef struct fb_layout:
+        Py_ssize_t n, c             # element strides of the batch and channel axes
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_im2col_f(const float *x, const fb_window *g, float *col, float *row_buffer)
+    void fb_im2col_d(const double *x, const fb_window *g, double *col, double *row_buffer)
+
+cdef inline void im2col(const floating *x, const fb_window *g, floating *col,
+                        floating *row_buffer) noexcept nogil:
+    """The book's im2col of x (n, c, h, w) C-contiguous into col
+    (n*oh*ow, c*fh*fw); row_buffer holds ow elements."""
+    if floating is float:
+        fb_im2col_f(x, g, col, row_buffer)
+    else:
+        fb_im2col_d(x, g, col, row_buffer)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_col2im_f(const float *col, const fb_window *g, float *img)
+    void fb_col2im_d(const double *col, const fb_window *g, double *img)
+
+cdef inline void col2im(const floating *col, const fb_window *g, floating *img) noexcept nogil:
+    """The book's col2im: img (n, c, h, w) = col's entries added onto their
+    positions, in the book's order of additions."""
+    if floating is float:
+        fb_col2im_f(col, g, img)
+    else:
+        fb_col2im_d(col, g, img)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_im2col_t_f(const float *x, fb_layout xl, const fb_window *g, Py_ssize_t r0,
+                       Py_ssize_t r1, float *colT)
+    void fb_im2col_t_d(const double *x, fb_layout xl, const fb_window *g, Py_ssize_t r0,
+                       Py_ssize_t r1, double *colT)
+
+cdef inline void im2col_t(const floating *x, fb_layout xl, const fb_window *g, Py_ssize_t r0,
+                          Py_ssize_t r1, floating *colT) noexcept nogil:
+    """colT (c*fh*fw, (r1 - r0)*ow): the taps of output rows [r0, r1)."""
+    if floating is float:
+        fb_im2col_t_f(x, xl, g, r0, r1, colT)
+    else:
+        fb_im2col_t_d(x, xl, g, r0, r1, colT)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_col2im_t_add_f(const float *colT, const fb_window *g, Py_ssize_t r0, Py_ssize_t r1,
+                           float *dx, fb_layout dl)
+    void fb_col2im_t_add_d(const double *colT, const fb_window *g, Py_ssize_t r0,
+                           Py_ssize_t r1, double *dx, fb_layout dl)
+
+cdef inline void col2im_t_add(const floating *colT, const fb_window *g, Py_ssize_t r0,
+                              Py_ssize_t r1, floating *dx, fb_layout dl) noexcept nogil:
+    """dx += the adjoint of im2col_t applied to colT."""
+    if floating is float:
+        fb_col2im_t_add_f(colT, g, r0, r1, dx, dl)
+    else:
+        fb_col2im_t_add_d(colT, g, r0, r1, dx, dl)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_bias_relu_f(float *out, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                        const float *b, int relu)
+    void fb_bias_relu_d(double *out, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                        const double *b, int relu)
+
+cdef inline void bias_relu(floating *out, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                           const floating *b, int relu) noexcept nogil:
+    """out (rows, cols; row stride ld) += b[row] (b NULL: none), then ReLU if relu."""
+    if floating is float:
+        fb_bias_relu_f(out, ld, rows, cols, b, relu)
+    else:
+        fb_bias_relu_d(out, ld, rows, cols, b, relu)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_zero_images_f(float *x, fb_layout l, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c,
+                          Py_ssize_t hw)
+    void fb_zero_images_d(double *x, fb_layout l, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c,
+                          Py_ssize_t hw)
+
+cdef inline void zero_images(floating *x, fb_layout l, Py_ssize_t n0, Py_ssize_t n1,
+                             Py_ssize_t c, Py_ssize_t hw) noexcept nogil:
+    """Zero every plane of images [n0, n1)."""
+    if floating is float:
+        fb_zero_images_f(x, l, n0, n1, c, hw)
+    else:
+        fb_zero_images_d(x, l, n0, n1, c, hw)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_relu_mask_images_f(float *dx, fb_layout dl, const float *h, fb_layout hl,
+                               Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c, Py_ssize_t hw)
+    void fb_relu_mask_images_d(double *dx, fb_layout dl, const double *h, fb_layout hl,
+                               Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c, Py_ssize_t hw)
+
+cdef inline void relu_mask_images(floating *dx, fb_layout dl, const floating *h, fb_layout hl,
+                                  Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c,
+                                  Py_ssize_t hw) noexcept nogil:
+    """dx = +0 where h <= 0 (h: a ReLU's output), on images [n0, n1)."""
+    if floating is float:
+        fb_relu_mask_images_f(dx, dl, h, hl, n0, n1, c, hw)
+    else:
+        fb_relu_mask_images_d(dx, dl, h, hl, n0, n1, c, hw)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_channel_sums_f(const float *dout, fb_layout dl, Py_ssize_t n, Py_ssize_t c,
+                           Py_ssize_t hw, float *db, int accumulate)
+    void fb_channel_sums_d(const double *dout, fb_layout dl, Py_ssize_t n, Py_ssize_t c,
+                           Py_ssize_t hw, double *db, int accumulate)
+
+cdef inline void channel_sums(const floating *dout, fb_layout dl, Py_ssize_t n, Py_ssize_t c,
+                              Py_ssize_t hw, floating *db, int accumulate) noexcept nogil:
+    """db[ch] (+)= the sum of channel ch's planes over n images."""
+    if floating is float:
+        fb_channel_sums_f(dout, dl, n, c, hw, db, accumulate)
+    else:
+        fb_channel_sums_d(dout, dl, n, c, hw, db, accumulate)
+
+
+cdef extern from "fb_loops.h" nogil:
+    int fb_conv1_direct_f(const fb_window *g)
+    int fb_conv1_direct_d(const fb_window *g)
+    void fb_conv1_forward_f(const float *x, fb_layout xl, const fb_window *g, const float *W,
+                            Py_ssize_t f, const float *b, float *out, fb_layout ol, int relu,
+                            float *scratch)
+    void fb_conv1_forward_d(const double *x, fb_layout xl, const fb_window *g, const double *W,
+                            Py_ssize_t f, const double *b, double *out, fb_layout ol, int relu,
+                            double *scratch)
+    void fb_conv1_weight_grad_f(const float *x, fb_layout xl, const fb_window *g,
+                                const float *dout, fb_layout dl, Py_ssize_t f, float *dW,
+                                float *part, float *scratch)
+    void fb_conv1_weight_grad_d(const double *x, fb_layout xl, const fb_window *g,
+                                const double *dout, fb_layout dl, Py_ssize_t f, double *dW,
+                                double *part, double *scratch)
+
+cdef inline bint conv1_direct(const floating *type_hint, const fb_window *g) noexcept nogil:
+    """True when the direct loops of one input channel run for window g on
+    this CPU (type_hint only picks the dtype; it may be NULL)."""
+    if floating is float:
+        return fb_conv1_direct_f(g)
+    else:
+        return fb_conv1_direct_d(g)
+
+cdef inline void conv1_forward(const floating *x, fb_layout xl, const fb_window *g,
+                               const floating *W, Py_ssize_t f, const floating *b,
+                               floating *out, fb_layout ol, int relu,
+                               floating *scratch) noexcept nogil:
+    """out = x (one channel) convolved with W (f, fh*fw) at stride 1, + b
+    (NULL: none), ReLU if relu; scratch: (h + 2 pad) * (w + 2 pad) elements."""
+    if floating is float:
+        fb_conv1_forward_f(x, xl, g, W, f, b, out, ol, relu, scratch)
+    else:
+        fb_conv1_forward_d(x, xl, g, W, f, b, out, ol, relu, scratch)
+
+cdef inline void conv1_weight_grad(const floating *x, fb_layout xl, const fb_window *g,
+                                   const floating *dout, fb_layout dl, Py_ssize_t f,
+                                   floating *dW, floating *part,
+                                   floating *scratch) noexcept nogil:
+    """dW (f, fh*fw) of the one-channel convolution; part: 16 * f*fh*fw elements."""
+    if floating is float:
+        fb_conv1_weight_grad_f(x, xl, g, dout, dl, f, dW, part, scratch)
+    else:
+        fb_conv1_weight_grad_d(x, xl, g, dout, dl, f, dW, part, scratch)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_maxpool_forward_f(const float *x, fb_layout xl, const fb_window *g, float *out,
+                              fb_layout ol, uint8_t *arg, int relu)
+    void fb_maxpool_forward_d(const double *x, fb_layout xl, const fb_window *g, double *out,
+                              fb_layout ol, uint8_t *arg, int relu)
+
+cdef inline void maxpool_forward(const floating *x, fb_layout xl, const fb_window *g,
+                                 floating *out, fb_layout ol, uint8_t *arg,
+                                 int relu) noexcept nogil:
+    """Max pooling of x into out, the chosen positions into arg (layout ol)."""
+    if floating is float:
+        fb_maxpool_forward_f(x, xl, g, out, ol, arg, relu)
+    else:
+        fb_maxpool_forward_d(x, xl, g, out, ol, arg, relu)
+
+
+cdef extern from "fb_loops.h" nogil:
+    void fb_maxpool_backward_f(const float *dout, fb_layout ol, const uint8_t *arg,
+                               const float *pooled, const fb_window *g, float *dx,
+                               fb_layout xl)
+    void fb_maxpool_backward_d(const double *dout, fb_layout ol, const uint8_t *arg,
+                               const double *pooled, const fb_window *g, double *dx,
+                               fb_layout xl)
+
+cdef inline void maxpool_backward(const floating *dout, fb_layout ol, const uint8_t *arg,
+                                  const floating *pooled, const fb_window *g, floating *dx,
+                                  fb_layout xl) noexcept nogil:
+    """dx = each dout scattered to its window's chosen element (pooled: the
+    fused ReLU's output, or NULL)."""
+    if floating is float:
+        fb_maxpool_backward_f(dout, ol, arg, pooled, g, dx, xl)
+    else:
+        fb_maxpool_backward_d(dout, ol, arg, pooled, g, dx, xl)

@@ -2,7 +2,7 @@
 
 Every row times one piece of work three ways (four with PyTorch):
 
-  reference  the baseline: the book's code written out below (ReLU, Sigmoid,
+  reference  the baseline: the book's code in fastbp._bench_book (ReLU, Sigmoid,
              softmax + cross_entropy_error; chapter 6's Dropout,
              BatchNormalization and MultiLayerNetExtend's ``gradient`` + the
              book's SGD update) or ``fastbp.reference`` (Affine, the
@@ -56,7 +56,7 @@ or None when PyTorch is not importable (then build no torch column).
   ``_softmax_loss_case`` / ``_train_step_case`` helpers write the name from
   the sizes, so the two cannot disagree).
 * A new kind of work (a layer, a convnet step): write the baseline (the
-  book's code next to ``_BookRelu`` if ``fastbp.reference`` differs from
+  book's code next to ``book.Relu`` if ``fastbp.reference`` differs from
   the book), the floor (the GEMMs alone, the copies, the random generator)
   and optionally the PyTorch peer, then ``_build_<kind>(dtype, torch,
   **sizes) -> Columns`` in the "cases" section, then its records.
@@ -70,13 +70,12 @@ import math
 import statistics
 import sys
 import timeit
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from . import _bench_book as book
 from ._argtypes import positive_thread_count
 from ._runtime import blas_threads_limitable, optional_torch, thread_limits
 
@@ -94,231 +93,8 @@ _LR = 0.01          # training steps repeat on one batch: keep the weights tame
 
 
 # ---------------------------------------------------------------------------
-# the book's code (common/functions.py, common/layers.py), the baseline
+# the book's code (fastbp._bench_book) and layer-call helpers
 # ---------------------------------------------------------------------------
-
-def _book_softmax(x):
-    x = x - np.max(x, axis=-1, keepdims=True)   # overflow guard
-    return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
-
-
-def _book_cross_entropy_error(y, t):
-    if y.ndim == 1:
-        t = t.reshape(1, t.size)
-        y = y.reshape(1, y.size)
-    if t.size == y.size:
-        t = t.argmax(axis=1)
-    batch_size = y.shape[0]
-    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
-
-
-class _BookRelu:
-    def __init__(self):
-        self.mask = None
-
-    def forward(self, x):
-        self.mask = (x <= 0)
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        # the book writes dout[self.mask] = 0 in place; a copy keeps dout intact
-        # across calls (fastbp.layers.Relu never writes into dout either)
-        dx = dout.copy()
-        dx[self.mask] = 0
-        return dx
-
-
-class _BookSigmoid:
-    def __init__(self):
-        self.out = None
-
-    def forward(self, x):
-        out = 1 / (1 + np.exp(-x))
-        self.out = out
-        return out
-
-    def backward(self, dout):
-        return dout * (1.0 - self.out) * self.out
-
-
-class _BookSoftmaxWithLoss:
-    def __init__(self):
-        self.loss = self.y = self.t = None
-
-    def forward(self, x, t):
-        self.t = t
-        self.y = _book_softmax(x)
-        self.loss = _book_cross_entropy_error(self.y, self.t)
-        return self.loss
-
-    def backward(self, dout=1):
-        batch_size = self.t.shape[0]
-        if self.t.size == self.y.size:
-            dx = (self.y - self.t) / batch_size
-        else:
-            dx = self.y.copy()
-            dx[np.arange(batch_size), self.t] -= 1
-            dx = dx / batch_size
-        return dx
-
-
-# chapter 6 (common/layers.py, common/multi_layer_net_extend.py, common/optimizer.py)
-
-class _BookAffine:
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-        self.x = self.original_x_shape = self.dW = self.db = None
-
-    def forward(self, x):
-        self.original_x_shape = x.shape
-        x = x.reshape(x.shape[0], -1)
-        self.x = x
-        return np.dot(self.x, self.W) + self.b
-
-    def backward(self, dout):
-        dx = np.dot(dout, self.W.T)
-        self.dW = np.dot(self.x.T, dout)
-        self.db = np.sum(dout, axis=0)
-        return dx.reshape(*self.original_x_shape)
-
-
-class _BookDropout:
-    def __init__(self, dropout_ratio=0.5):
-        self.dropout_ratio = dropout_ratio
-        self.mask = None
-
-    def forward(self, x, train_flg=True):
-        if train_flg:
-            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
-            return x * self.mask
-        return x * (1.0 - self.dropout_ratio)
-
-    def backward(self, dout):
-        return dout * self.mask
-
-
-class _BookBatchNormalization:
-    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
-        self.gamma, self.beta, self.momentum = gamma, beta, momentum
-        self.input_shape = None
-        self.running_mean, self.running_var = running_mean, running_var
-        self.batch_size = self.xc = self.xn = self.std = self.dgamma = self.dbeta = None
-
-    def forward(self, x, train_flg=True):
-        self.input_shape = x.shape
-        if x.ndim != 2:
-            x = x.reshape(x.shape[0], -1)
-        return self._forward(x, train_flg).reshape(*self.input_shape)
-
-    def _forward(self, x, train_flg):
-        if self.running_mean is None:
-            self.running_mean = np.zeros(x.shape[1])
-            self.running_var = np.zeros(x.shape[1])
-        if train_flg:
-            mu = x.mean(axis=0)
-            xc = x - mu
-            var = np.mean(xc**2, axis=0)
-            std = np.sqrt(var + 10e-7)
-            xn = xc / std
-            self.batch_size = x.shape[0]
-            self.xc, self.xn, self.std = xc, xn, std
-            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
-            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
-        else:
-            xc = x - self.running_mean
-            xn = xc / np.sqrt(self.running_var + 10e-7)
-        return self.gamma * xn + self.beta
-
-    def backward(self, dout):
-        if dout.ndim != 2:
-            dout = dout.reshape(dout.shape[0], -1)
-        dbeta = dout.sum(axis=0)
-        dgamma = np.sum(self.xn * dout, axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc += (2.0 / self.batch_size) * self.xc * dvar
-        dmu = np.sum(dxc, axis=0)
-        dx = dxc - dmu / self.batch_size
-        self.dgamma, self.dbeta = dgamma, dbeta
-        return dx.reshape(*self.input_shape)
-
-
-#: the book's layer classes, as ``_BookMultiLayerNetExtend`` takes them
-_BOOK_LAYERS = SimpleNamespace(Affine=_BookAffine, Relu=_BookRelu,
-                               BatchNormalization=_BookBatchNormalization,
-                               Dropout=_BookDropout, SoftmaxWithLoss=_BookSoftmaxWithLoss)
-
-
-class _BookMultiLayerNetExtend:
-    """The book's MultiLayerNetExtend (ReLU; batch norm, dropout and weight
-    decay as asked) on the given weights ``params`` (W1, b1, ...: the book
-    draws them with np.random.randn), its layers taken from ``layers``: the
-    book's (``_BOOK_LAYERS``) or fastbp's dropped in (``fastbp.layers``)."""
-
-    def __init__(self, params, use_batchnorm=False, use_dropout=False, dropout_ration=0.5,
-                 weight_decay_lambda=0, layers=_BOOK_LAYERS):
-        self.params = params
-        self.hidden_layer_num = sum(key.startswith("W") for key in params) - 1
-        self.use_batchnorm, self.weight_decay_lambda = use_batchnorm, weight_decay_lambda
-        self.layers = OrderedDict()
-        for idx in range(1, self.hidden_layer_num + 1):
-            self.layers['Affine' + str(idx)] = layers.Affine(params['W' + str(idx)],
-                                                             params['b' + str(idx)])
-            if use_batchnorm:      # (in the params' dtype, so a float32 net stays float32)
-                b = params['b' + str(idx)]
-                params['gamma' + str(idx)] = np.ones(b.shape[0], b.dtype)
-                params['beta' + str(idx)] = np.zeros(b.shape[0], b.dtype)
-                self.layers['BatchNorm' + str(idx)] = layers.BatchNormalization(
-                    params['gamma' + str(idx)], params['beta' + str(idx)])
-            self.layers['Activation_function' + str(idx)] = layers.Relu()
-            if use_dropout:
-                self.layers['Dropout' + str(idx)] = layers.Dropout(dropout_ration)
-        idx = self.hidden_layer_num + 1
-        self.layers['Affine' + str(idx)] = layers.Affine(params['W' + str(idx)],
-                                                         params['b' + str(idx)])
-        self.last_layer = layers.SoftmaxWithLoss()
-
-    def predict(self, x, train_flg=False):
-        for key, layer in self.layers.items():
-            if "Dropout" in key or "BatchNorm" in key:
-                x = layer.forward(x, train_flg)
-            else:
-                x = layer.forward(x)
-        return x
-
-    def loss(self, x, t, train_flg=False):
-        y = self.predict(x, train_flg)
-        weight_decay = 0
-        for idx in range(1, self.hidden_layer_num + 2):
-            W = self.params['W' + str(idx)]
-            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W**2)
-        return self.last_layer.forward(y, t) + weight_decay
-
-    def gradient(self, x, t):
-        self.loss(x, t, train_flg=True)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
-        grads = {}
-        for idx in range(1, self.hidden_layer_num + 2):
-            affine = self.layers['Affine' + str(idx)]
-            grads['W' + str(idx)] = affine.dW + self.weight_decay_lambda * \
-                self.params['W' + str(idx)]
-            grads['b' + str(idx)] = affine.db
-            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
-                grads['gamma' + str(idx)] = self.layers['BatchNorm' + str(idx)].dgamma
-                grads['beta' + str(idx)] = self.layers['BatchNorm' + str(idx)].dbeta
-        return grads
-
-
-def _book_sgd_update(params, grads, lr):
-    for key in params.keys():
-        params[key] -= lr * grads[key]
-
 
 def _fwd_bwd(layer, x, dout):
     def call():
@@ -456,6 +232,121 @@ def _torch_batchnorm(torch, x, dout):
     return call
 
 
+def _conv_gemms(col, W2, dout2d, with_dx=True):
+    """The GEMMs of a convolution, book layout: col (N*OH*OW, K) @ W2 (K, F),
+    col.T @ dout2d (N*OH*OW, F), dout2d @ W2.T (unless not with_dx), into
+    arrays made here; returns the calls."""
+    out, dW, dcol = (np.empty((col.shape[0], W2.shape[1]), col.dtype), np.empty_like(W2),
+                     np.empty_like(col))
+    forward = [lambda: np.dot(col, W2, out=out)]
+    backward = [lambda: np.dot(col.T, dout2d, out=dW)]
+    if with_dx:
+        backward.append(lambda: np.dot(dout2d, W2.T, out=dcol))
+    return forward, backward
+
+
+def _convnet_gemms(net, n, rng):
+    """(forward, backward): the GEMM calls of a convnet's step on n images,
+    each on arrays of its own shape (random values; no activations between)."""
+    dtype = net.dtype
+    forward, backward = [], []
+    shape = net.input_dim
+    convs = [net.conv_param] if hasattr(net, "conv_param") else net.conv_params
+    for i, param in enumerate(convs, start=1):
+        W = net.params[f"W{i}"]
+        k = W[0].size
+        h, w = (_conv_out(d, param) for d in shape[1:])
+        col = rng.random((n * h * w, k)).astype(dtype)
+        dout2d = rng.standard_normal((n * h * w, W.shape[0])).astype(dtype)
+        f, b = _conv_gemms(col, W.reshape(W.shape[0], -1).T.copy(), dout2d, with_dx=i > 1)
+        forward += f
+        backward += b
+        shape = (W.shape[0], h, w)
+        if len(convs) == 1 or i % 2 == 0:
+            shape = (shape[0], h // 2, w // 2)
+    for i in range(len(convs) + 1, len(convs) + 3):
+        W = net.params[f"W{i}"]
+        x = rng.random((n, W.shape[0])).astype(dtype)
+        dz = rng.standard_normal((n, W.shape[1])).astype(dtype)
+        z, dW, dx = np.empty((n, W.shape[1]), dtype), np.empty_like(W), np.empty_like(x)
+        forward.append(lambda x=x, W=W, z=z: np.dot(x, W, out=z))
+        backward += [lambda x=x, dz=dz, dW=dW: np.dot(x.T, dz, out=dW),
+                     lambda dz=dz, W=W, dx=dx: np.dot(dz, W.T, out=dx)]
+    return forward, backward
+
+
+def _conv_out(size, param):
+    return (size + 2 * param["pad"] - param["filter_size"]) // param["stride"] + 1
+
+
+def _calls(calls):
+    def call():
+        for c in calls:
+            c()
+    return call
+
+
+def _torch_convnet(torch, net):
+    """The network of ``net`` (a fastbp convnet) in PyTorch: Conv2d, ReLU,
+    MaxPool2d, Linear, Dropout, in net's dtype."""
+    nn = torch.nn
+    modules, channels = [], net.input_dim[0]
+    convs = [net.conv_param] if hasattr(net, "conv_param") else net.conv_params
+    for i, param in enumerate(convs, start=1):
+        modules += [nn.Conv2d(channels, param["filter_num"], param["filter_size"],
+                              stride=param["stride"], padding=param["pad"]), nn.ReLU()]
+        channels = param["filter_num"]
+        if len(convs) == 1 or i % 2 == 0:
+            modules.append(nn.MaxPool2d(2, 2))
+    n = len(convs)
+    hidden, out = net.params[f"W{n + 1}"].shape, net.params[f"W{n + 2}"].shape
+    modules += [nn.Flatten(), nn.Linear(*hidden), nn.ReLU()]
+    if n > 1:
+        modules.append(nn.Dropout(0.5))
+    modules.append(nn.Linear(*out))
+    if n > 1:
+        modules.append(nn.Dropout(0.5))
+    tdtype = torch.float64 if net.dtype == np.float64 else torch.float32
+    return nn.Sequential(*modules).to(tdtype)
+
+
+def _torch_convnet_step(torch, net, x, t, lr):
+    torch.manual_seed(0)
+    model = _torch_convnet(torch, net)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    tt = torch.from_numpy(np.ascontiguousarray(t, dtype=np.int64))
+
+    def call():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xt), tt).backward()
+        opt.step()
+    return call
+
+
+def _torch_convnet_predict(torch, net, x):
+    torch.manual_seed(0)
+    model = _torch_convnet(torch, net).eval()
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+
+    def call():
+        with torch.no_grad():
+            model(xt)
+    return call
+
+
+def _torch_layer(torch, forward, inputs, dout):
+    """forward(*tensors) then backward(dout), every input requiring a gradient."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True) for a in inputs]
+    grad = torch.from_numpy(np.ascontiguousarray(dout))
+
+    def call():
+        for a in tensors:
+            a.grad = None
+        forward(*tensors).backward(grad)
+    return call
+
+
 # ---------------------------------------------------------------------------
 # the cases
 # ---------------------------------------------------------------------------
@@ -492,7 +383,7 @@ def _build_relu(dtype, torch, *, elements):
     rng = _data_rng()
     x = rng.standard_normal(elements).astype(dtype)
     dout = rng.standard_normal(elements).astype(dtype)
-    return Columns(reference=_fwd_bwd(_BookRelu(), x, dout),
+    return Columns(reference=_fwd_bwd(book.Relu(), x, dout),
                    fastbp=_fwd_bwd(layers.Relu(), x, dout),
                    floor=_copy_floor(x, dout))
 
@@ -502,7 +393,7 @@ def _build_sigmoid(dtype, torch, *, elements):
     rng = _data_rng()
     x = rng.standard_normal(elements).astype(dtype)
     dout = rng.standard_normal(elements).astype(dtype)
-    return Columns(reference=_fwd_bwd(_BookSigmoid(), x, dout),
+    return Columns(reference=_fwd_bwd(book.Sigmoid(), x, dout),
                    fastbp=_fwd_bwd(layers.Sigmoid(), x, dout))
 
 
@@ -524,7 +415,7 @@ def _build_softmax_loss(dtype, torch, *, batch, classes):
     rng = _data_rng()
     x = rng.standard_normal((batch, classes)).astype(dtype)
     t = _labels(rng, batch)
-    return Columns(reference=_loss_fwd_bwd(_BookSoftmaxWithLoss(), x, t),
+    return Columns(reference=_loss_fwd_bwd(book.SoftmaxWithLoss(), x, t),
                    fastbp=_loss_fwd_bwd(layers.SoftmaxWithLoss(), x, t))
 
 
@@ -568,7 +459,7 @@ def _build_batchnorm(dtype, torch, *, batch, features):
     gamma = (1 + 0.1 * rng.standard_normal(features)).astype(dtype)
     beta = (0.1 * rng.standard_normal(features)).astype(dtype)
     return Columns(
-        reference=_fwd_bwd(_BookBatchNormalization(gamma.copy(), beta.copy()), x, dout),
+        reference=_fwd_bwd(book.BatchNormalization(gamma.copy(), beta.copy()), x, dout),
         fastbp=_fwd_bwd(layers.BatchNormalization(gamma.copy(), beta.copy()), x, dout),
         floor=_batchnorm_floor(x, dout),
         torch=None if torch is None else _torch_batchnorm(torch, x, dout))
@@ -586,7 +477,7 @@ def _build_dropout(dtype, torch, *, batch, features, stream):
     x = rng.standard_normal(shape).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     if stream == "book":
-        return Columns(reference=_fwd_bwd(_BookDropout(0.5), x, dout),
+        return Columns(reference=_fwd_bwd(book.Dropout(0.5), x, dout),
                        fastbp=_fwd_bwd(layers.Dropout(0.5), x, dout),
                        floor=lambda: np.random.rand(*shape))
     generator = np.random.default_rng(1)
@@ -607,7 +498,7 @@ def _book_extend_params(rng, sizes, dtype):
 
 def _book_extend_step(net, x, t):
     def call():
-        _book_sgd_update(net.params, net.gradient(x, t), _LR)
+        book.sgd_update(net.params, net.gradient(x, t), _LR)
     return call
 
 
@@ -621,24 +512,103 @@ def _build_extend_step(dtype, torch, *, sizes, batch, book_layers):
     x = _images(rng, batch, dtype, sizes[0])
     t = _labels(rng, batch)
     params = _book_extend_params(rng, sizes, dtype)
-    book = _BookMultiLayerNetExtend({k: v.copy() for k, v in params.items()},
-                                    use_batchnorm=True)
+    books_net = book.MultiLayerNetExtend({k: v.copy() for k, v in params.items()},
+                                         use_batchnorm=True)
     if book_layers:
-        dropped_in = _BookMultiLayerNetExtend({k: v.copy() for k, v in params.items()},
+        dropped_in = book.MultiLayerNetExtend({k: v.copy() for k, v in params.items()},
                                               use_batchnorm=True, layers=layers)
-        return Columns(reference=_book_extend_step(book, x, t),
+        return Columns(reference=_book_extend_step(books_net, x, t),
                        fastbp=_book_extend_step(dropped_in, x, t))
     fast_net = networks.MultiLayerNetExtend(sizes[0], list(sizes[1:-1]), sizes[-1],
                                             use_batchnorm=True, dtype=dtype, seed=0)
     for key, value in params.items():
         np.copyto(fast_net.params[key], value)
     fast_opt = optimizers.SGD(lr=_LR)
-    return Columns(reference=_book_extend_step(book, x, t),
+    return Columns(reference=_book_extend_step(books_net, x, t),
                    fastbp=lambda: fast_net.train_step(x, t, fast_opt),
                    floor=_step_floor(x, *(params[f"W{i}"].copy()
                                           for i in range(1, len(sizes)))),
                    torch=None if torch is None else _torch_step(torch, sizes, x, t, _LR,
                                                                 batchnorm=True))
+
+
+def _build_im2col(dtype, torch, *, shape, size, pad, adjoint):
+    """im2col (or, adjoint, col2im) of a batch of ``shape`` for size x size filters."""
+    from . import util
+    rng = _data_rng()
+    x = rng.random(shape).astype(dtype)
+    col = util.im2col(x, size, size, 1, pad)
+    copy = np.empty_like(col)
+    if adjoint:
+        return Columns(reference=lambda: book.col2im(col, shape, size, size, 1, pad),
+                       fastbp=lambda: util.col2im(col, shape, size, size, 1, pad),
+                       floor=lambda: np.copyto(copy, col))
+    return Columns(reference=lambda: book.im2col(x, size, size, 1, pad),
+                   fastbp=lambda: util.im2col(x, size, size, 1, pad),
+                   floor=lambda: np.copyto(copy, col))
+
+
+def _build_convolution(dtype, torch, *, shape, filters, size, pad):
+    from . import layers, util
+    rng = _data_rng()
+    x = rng.random(shape).astype(dtype)
+    W = (rng.standard_normal((filters, shape[1], size, size))
+         * np.sqrt(2.0 / (shape[1] * size * size))).astype(dtype)
+    b = np.zeros(filters, dtype)
+    out_hw = shape[2] + 2 * pad - size + 1
+    dout = rng.standard_normal((shape[0], filters, out_hw, out_hw)).astype(dtype)
+    col = util.im2col(x, size, size, 1, pad)
+    forward, backward = _conv_gemms(col, W.reshape(filters, -1).T.copy(),
+                                    dout.transpose(0, 2, 3, 1).reshape(-1, filters).copy())
+    peer = None
+    if torch is not None:
+        conv2d = torch.nn.functional.conv2d
+        peer = _torch_layer(torch, lambda x, W, b: conv2d(x, W, b, padding=pad), (x, W, b),
+                            dout)
+    return Columns(reference=_fwd_bwd(book.Convolution(W, b, 1, pad), x, dout),
+                   fastbp=_fwd_bwd(layers.Convolution(W, b, 1, pad), x, dout),
+                   floor=_calls(forward + backward), torch=peer)
+
+
+def _build_pooling(dtype, torch, *, shape):
+    from . import layers
+    rng = _data_rng()
+    x = rng.standard_normal(shape).astype(dtype)
+    dout = rng.standard_normal(shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(dtype)
+    dx = np.empty_like(x)
+    peer = None
+    if torch is not None:
+        pool = torch.nn.functional.max_pool2d
+        peer = _torch_layer(torch, lambda x: pool(x, 2, 2), (x,), dout)
+    return Columns(reference=_fwd_bwd(book.Pooling(2, 2, 2), x, dout),
+                   fastbp=_fwd_bwd(layers.Pooling(2, 2, 2), x, dout),
+                   floor=lambda: np.copyto(dx, x), torch=peer)
+
+
+def _build_convnet(dtype, torch, *, net, batch, work):
+    """A convnet's SGD step (work "train_step": the book's gradient() + SGD
+    update against fastbp's train_step) or its predict."""
+    from . import networks, optimizers
+    rng = _data_rng()
+    fast_net = getattr(networks, net)(dtype=dtype, seed=0)
+    book_net = book.ConvNet(fast_net)
+    x = _images(rng, batch, dtype).reshape((batch,) + fast_net.input_dim)
+    t = _labels(rng, batch)
+    forward, backward = _convnet_gemms(fast_net, batch, rng)
+    if work == "predict":
+        return Columns(reference=lambda: book_net.predict(x), fastbp=lambda: fast_net.predict(x),
+                       floor=_calls(forward),
+                       torch=None if torch is None else _torch_convnet_predict(torch, fast_net,
+                                                                               x))
+    book_opt, fast_opt = book.SGD(_LR), optimizers.SGD(lr=_LR)
+
+    def reference():
+        book_opt.update(book_net.params, book_net.gradient(x, t))
+
+    return Columns(reference=reference, fastbp=lambda: fast_net.train_step(x, t, fast_opt),
+                   floor=_calls(forward + backward),
+                   torch=None if torch is None else _torch_convnet_step(torch, fast_net, x, t,
+                                                                        _LR))
 
 
 def _softmax_loss_case(batch, classes):
@@ -674,6 +644,12 @@ def _dropout_case(batch, features, stream):
 # the book's ch06 experiments' shape: five hidden layers of 100 (ch06/batch_norm_test.py)
 _EXTEND_SIZES = (784, 100, 100, 100, 100, 100, 10)
 
+_CONV_TORCH = "conv = F.conv2d forward + backward (oneDNN)"
+_CONVNET_FLOOR = ("convnet train_step = its GEMMs (im2col layout; none for the first "
+                  "layer's dx)")
+_CONVNET_TORCH = ("convnet train_step = Conv2d/ReLU/MaxPool2d/Linear/Dropout + "
+                  "F.cross_entropy + torch.optim.SGD step")
+
 #: every row, in order
 CASES = (
     Case("relu fwd+bwd 1e6", "book", _build_relu, {"elements": 10 ** 6},
@@ -700,6 +676,32 @@ CASES = (
          torch_legend="train_step bn = the same with BatchNorm1d before each ReLU"),
     Case("book step bn, fastbp layers b100", "book", _build_extend_step,
          {"sizes": _EXTEND_SIZES, "batch": 100, "book_layers": True}),
+    # chapters 7-8: the book's im2col/col2im, layers and convnets
+    Case("im2col 100x16x28x28 3x3 p1", "book", _build_im2col,
+         {"shape": (100, 16, 28, 28), "size": 3, "pad": 1, "adjoint": False},
+         floor_legend="im2col, col2im = one np.copyto of col"),
+    Case("col2im 100x16x28x28 3x3 p1", "book", _build_im2col,
+         {"shape": (100, 16, 28, 28), "size": 3, "pad": 1, "adjoint": True},
+         floor_legend="im2col, col2im = one np.copyto of col"),
+    Case("conv fwd+bwd 100x1x28x28 30x5x5", "book", _build_convolution,
+         {"shape": (100, 1, 28, 28), "filters": 30, "size": 5, "pad": 0},
+         floor_legend="conv = its 3 GEMMs on im2col's col", torch_legend=_CONV_TORCH),
+    Case("conv fwd+bwd 100x16x28x28 16x3x3", "book", _build_convolution,
+         {"shape": (100, 16, 28, 28), "filters": 16, "size": 3, "pad": 1},
+         floor_legend="conv = its 3 GEMMs on im2col's col", torch_legend=_CONV_TORCH),
+    Case("pool fwd+bwd 100x30x24x24 2x2", "book", _build_pooling,
+         {"shape": (100, 30, 24, 24)}, floor_legend="pool = one np.copyto of x",
+         torch_legend="pool = F.max_pool2d forward + backward"),
+    Case("train_step SimpleConvNet b100", "book", _build_convnet,
+         {"net": "SimpleConvNet", "batch": 100, "work": "train_step"},
+         floor_legend=_CONVNET_FLOOR, torch_legend=_CONVNET_TORCH),
+    Case("train_step DeepConvNet b100", "book", _build_convnet,
+         {"net": "DeepConvNet", "batch": 100, "work": "train_step"},
+         floor_legend=_CONVNET_FLOOR, torch_legend=_CONVNET_TORCH),
+    Case("predict DeepConvNet b100", "book", _build_convnet,
+         {"net": "DeepConvNet", "batch": 100, "work": "predict"},
+         floor_legend="predict = its forward GEMMs",
+         torch_legend="predict = the same layers, eval mode, no_grad"),
 )
 
 
@@ -826,7 +828,7 @@ def _fmt(value, spec):
 
 
 def _columns(with_torch):
-    cols = [("case", 32, "name", "s"), ("dtype", 8, "dtype", "s"),
+    cols = [("case", 33, "name", "s"), ("dtype", 8, "dtype", "s"),
             ("baseline", 9, "baseline", "s"), ("ref µs", 11, "reference_us", ".1f"),
             ("fastbp µs", 11, "fastbp_us", ".1f"), ("ref/fast", 9, "ratio", ".2f"),
             ("floor µs", 11, "floor_us", ".1f"), ("fast/floor", 10, "fast_over_floor", ".2f")]

@@ -26,7 +26,8 @@ from . import _backend, _checks
 from ._arrays import contiguous, flat, kernel_dtype, like_layout
 from ._ch6_layers import BatchNormalization, Dropout
 from .reference import layers as _reference
-from .reference.layers import AddLayer, Convolution, MulLayer, Pooling
+from ._conv_layers import Convolution, Pooling
+from .reference.layers import AddLayer, MulLayer
 
 __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "SoftmaxWithLoss",
            "Dropout", "BatchNormalization", "Convolution", "Pooling"]

@@ -21,12 +21,13 @@ float64 net; float64 images into a float32 net compute in float32, where
 training set never makes a cast copy of it or N-row activations.
 
 ``SimpleConvNet`` and ``DeepConvNet`` (chapters 7-8) are the reference
-convnets (``fastbp.reference.convnets``) built on ``fastbp.layers``; their
-``train_step`` is the reference one (gradients, then the optimizer) for now.
+convnets (``fastbp.reference.convnets``) built on ``fastbp.layers``, with a
+fused ``train_step`` and a compiled ``predict`` (``fastbp._convnet``);
+``loss`` and ``gradient`` run through the layers, as in the book.
 """
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _convnet
 from . import layers as _layers
 from . import optimizers as _optimizers
 from ._extend_step import ExtendTrainStep
@@ -215,13 +216,33 @@ class MultiLayerNetExtend(ExtendTrainStep, _FastTrainStep, _reference_extend.Mul
 
 
 # ---------------------------------------------------------------------------
-# Chapters 7-8: the convolutional networks on fastbp.layers (no fused step yet)
+# Chapters 7-8: the convolutional networks on fastbp.layers, with the compiled
+# train_step and predict of fastbp._convnet
 # ---------------------------------------------------------------------------
-class SimpleConvNet(_reference_convnets.SimpleConvNet):
+class SimpleConvNet(_convnet.FusedConvNet, _reference_convnets.SimpleConvNet):
     __doc__ = _reference_convnets.SimpleConvNet.__doc__
     layers_module = _layers
 
+    def predict(self, x):
+        logits = self._fused_predict(x, False)
+        return self._forward(x, False) if logits is None else logits
 
-class DeepConvNet(_reference_convnets.DeepConvNet):
+    predict.__doc__ = _reference_convnets.SimpleConvNet.predict.__doc__
+
+    def _predict_for_loss(self, x):
+        return self._forward(x, False)      # through the layers: gradient() backprops them
+
+
+class DeepConvNet(_convnet.FusedConvNet, _reference_convnets.DeepConvNet):
     __doc__ = _reference_convnets.DeepConvNet.__doc__
     layers_module = _layers
+    _dropout_indices = (17, 19)
+
+    def predict(self, x, train_flg=False):
+        logits = self._fused_predict(x, train_flg)
+        return self._forward(x, train_flg) if logits is None else logits
+
+    predict.__doc__ = _reference_convnets.DeepConvNet.predict.__doc__
+
+    def _predict_for_loss(self, x):
+        return self._forward(x, True)       # through the layers: gradient() backprops them

@@ -233,7 +233,14 @@ def same_outcome(fast, ref, where, rtol):
 
 
 def public_state(layer):
-    return {k: v for k, v in vars(layer).items() if not k.startswith("_")}
+    """The layer's public attributes: its instance attributes, and the book's
+    attributes a compiled layer computes when read (properties such as
+    Convolution.col and Pooling.arg_max)."""
+    state = {k: v for k, v in vars(layer).items() if not k.startswith("_")}
+    for name in dir(type(layer)):
+        if not name.startswith("_") and isinstance(getattr(type(layer), name), property):
+            state[name] = getattr(layer, name)
+    return state
 
 
 # ---------------------------------------------------------------------------

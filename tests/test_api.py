@@ -63,7 +63,9 @@ def test_kernel_table_holds_each_dtypes_specialisations():
     every_kernel = {}
     for module in backend.MODULES:
         every_kernel.update(fused_kernels(module))
-    kernels = ("affine_forward", "affine_backward", "relu_forward", "relu_backward",
+    kernels = ("affine_forward", "affine_backward", "im2col", "col2im", "conv_forward",
+               "conv_backward", "maxpool_forward", "maxpool_backward", "relu_forward",
+               "relu_backward",
                "relu_grad", "sigmoid_forward", "sigmoid_backward", "sigmoid_grad",
                "softmax_xent_labels", "softmax_xent_onehot", "softmax_xent_backward_labels",
                "softmax_xent_backward_onehot", "sgd", "momentum", "nesterov", "adagrad",
@@ -101,7 +103,7 @@ def test_every_compiled_module_is_listed_once():
         assert backend.MODULES == ()
         return
     assert [m.__name__ for m in backend.MODULES] == [f"fastbp.{n}" for n in backend.MODULE_NAMES]
-    assert (backend.affine, backend.elementwise, backend.optim, backend.train,
+    assert (backend.affine, backend.conv, backend.elementwise, backend.optim, backend.train,
             backend.batchnorm, backend.bitgen, backend.dropout, backend.train_extend) == \
         backend.MODULES
 

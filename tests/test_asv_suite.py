@@ -30,7 +30,8 @@ if not (BENCH_DIR / "__init__.py").is_file():
 
 import fastbp  # noqa: E402
 
-MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads", "chapter6"]
+MODULE_NAMES = ["layers", "losses", "optimizers", "training", "threads", "chapter6",
+                "convnets"]
 BENCH_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
 
 # The small combination each class is exercised at; parameters named here
@@ -191,8 +192,12 @@ def test_parameter_grids():
     expected = {"Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "OptimizerUpdate",
                 "TwoLayerNetTrainStep", "MultiLayerNetTrainStep", "TrainStepPeakMemory",
                 "TrainStepSpeedup", "ElementwiseThreads", "BatchNormalization", "Dropout",
-                "ExtendTrainStep", "ExtendTrainStepSpeedup"}
+                "ExtendTrainStep", "ExtendTrainStepSpeedup", "Im2col", "ConvolutionLayer",
+                "PoolingLayer", "ConvNetTrainStep", "ConvNetPredict", "ConvNetTrainStepSpeedup",
+                "ConvNetPeakMemory"}
     assert expected <= set(classes), expected - set(classes)
+    assert set(_params(classes["ConvNetTrainStep"])["net"]) == {"SimpleConvNet", "DeepConvNet"}
+    assert 100 in _params(classes["ConvNetTrainStep"])["images"]
     for name, cls in classes.items():
         params = _params(cls)
         for param, required in REQUIRED.items():

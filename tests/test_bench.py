@@ -16,10 +16,10 @@ import pytest
 
 import fastbp
 import fastbp.networks
+from fastbp import _bench_book as bench_book
 from fastbp import bench
 from fastbp._runtime import optional_torch
 from fastbp.__main__ import main
-
 from bookcode import book_modules, requires_book
 
 EXPECTED_NAMES = [
@@ -39,15 +39,24 @@ EXPECTED_NAMES = [
     "dropout rng= fwd+bwd 100x100",
     "train_step bn 784-100x5-10 b100",
     "book step bn, fastbp layers b100",
+    "im2col 100x16x28x28 3x3 p1",
+    "col2im 100x16x28x28 3x3 p1",
+    "conv fwd+bwd 100x1x28x28 30x5x5",
+    "conv fwd+bwd 100x16x28x28 16x3x3",
+    "pool fwd+bwd 100x30x24x24 2x2",
+    "train_step SimpleConvNet b100",
+    "train_step DeepConvNet b100",
+    "predict DeepConvNet b100",
 ]
+CONVNET_ROWS = EXPECTED_NAMES[EXPECTED_NAMES.index("im2col 100x16x28x28 3x3 p1"):]
 WITH_FLOOR = {"relu fwd+bwd 1e6", "affine fwd+bwd 100x784x50", "train_step 784-50-10 b1",
               "train_step 784-50-10 b8", "train_step 784-50-10 b100",
               "train_step 784-1024-10 b256", "batchnorm fwd+bwd 100x100",
               "batchnorm fwd+bwd 100x17280", "dropout fwd+bwd 100x100",
               "dropout fwd+bwd 100x17280", "dropout rng= fwd+bwd 100x100",
-              "train_step bn 784-100x5-10 b100"}
+              "train_step bn 784-100x5-10 b100", *CONVNET_ROWS}
 WITH_TORCH = {name for name in EXPECTED_NAMES
-              if name.startswith(("train_step", "batchnorm"))}
+              if name.startswith(("train_step", "batchnorm", "predict", "conv", "pool"))}
 
 
 def torch_available():
@@ -67,8 +76,8 @@ def quick_rows():
 def test_rows_cover_every_case_and_dtype(quick_rows):
     assert isinstance(quick_rows, list)
     assert [r["name"] for r in quick_rows] == EXPECTED_NAMES * 2
-    assert [r["dtype"] for r in quick_rows] == \
-        ["float32"] * len(EXPECTED_NAMES) + ["float64"] * len(EXPECTED_NAMES)
+    n = len(EXPECTED_NAMES)
+    assert [r["dtype"] for r in quick_rows] == ["float32"] * n + ["float64"] * n
     assert [case.name for case in bench.CASES] == EXPECTED_NAMES
     assert all(r["threads"] == 1 for r in quick_rows)
     assert all(r["repeat"] == 3 and r["min_time_ms"] == 2.0 for r in quick_rows)
@@ -114,7 +123,11 @@ def test_a_bigger_job_takes_longer(quick_rows):
     assert big["floor_us"] > small["floor_us"]
 
 
-def test_table_output(capsys):
+def test_table_output(capsys, monkeypatch):
+    # the rows of a few cases (quick_rows runs them all): one of each kind of column
+    by_name = {case.name: case for case in bench.CASES}
+    names = [EXPECTED_NAMES[0], EXPECTED_NAMES[2], "pool fwd+bwd 100x30x24x24 2x2"]
+    monkeypatch.setattr(bench, "CASES", tuple(by_name[name] for name in names))
     code = bench.run(["--quick", "--dtype", "float32"])
     out = capsys.readouterr().out
     assert code == 0
@@ -124,8 +137,8 @@ def test_table_output(capsys):
     title = next(i for i, line in enumerate(lines) if line.startswith("case"))
     for col in ("ref µs", "fastbp µs", "ref/fast", "floor µs", "fast/floor"):
         assert col in lines[title]
-    rows = lines[title + 1:title + 1 + len(EXPECTED_NAMES)]
-    for name, line in zip(EXPECTED_NAMES, rows):
+    rows = lines[title + 1:title + 1 + len(names)]
+    for name, line in zip(names, rows, strict=True):
         assert line.startswith(name)
         assert " float32 " in line
         numbers = [float(x) for x in line[len(name):].split() if x[0].isdigit()]
@@ -179,10 +192,10 @@ def test_book_baselines_compute_the_books_results():
     x = rng.standard_normal((6, 10))
     dout = rng.standard_normal((6, 10))
     t = rng.integers(0, 10, 6)
-    for book, mine in ((bench._BookRelu(), ref.Relu()), (bench._BookSigmoid(), ref.Sigmoid())):
+    for book, mine in ((bench_book.Relu(), ref.Relu()), (bench_book.Sigmoid(), ref.Sigmoid())):
         np.testing.assert_allclose(book.forward(x), mine.forward(x), rtol=1e-12)
         np.testing.assert_allclose(book.backward(dout), mine.backward(dout), rtol=1e-12)
-    book, mine = bench._BookSoftmaxWithLoss(), ref.SoftmaxWithLoss()
+    book, mine = bench_book.SoftmaxWithLoss(), ref.SoftmaxWithLoss()
     # the book adds 1e-7 inside the log: equal up to ~1e-7 / y per sample
     assert book.forward(x, t) == pytest.approx(mine.forward(x, t), abs=1e-4)
     np.testing.assert_allclose(book.backward(), mine.backward(), rtol=1e-12, atol=1e-15)
@@ -191,13 +204,13 @@ def test_book_baselines_compute_the_books_results():
     for shape in ((6, 10), (4, 2, 3, 5)):
         xs, ds = rng.standard_normal(shape), rng.standard_normal(shape)
         gamma = 1 + rng.standard_normal(int(np.prod(shape[1:])))
-        book, mine = bench._BookBatchNormalization(gamma, 0 * gamma), \
+        book, mine = bench_book.BatchNormalization(gamma, 0 * gamma), \
             ref.BatchNormalization(gamma, 0 * gamma)
         for train_flg in (True, False):
             np.testing.assert_array_equal(book.forward(xs, train_flg), mine.forward(xs, train_flg))
         np.testing.assert_array_equal(book.backward(ds), mine.backward(ds))
         np.testing.assert_array_equal(book.dgamma, mine.dgamma)
-        book, mine = bench._BookDropout(0.3), ref.Dropout(0.3)
+        book, mine = bench_book.Dropout(0.3), ref.Dropout(0.3)
         np.random.seed(4)
         out = book.forward(xs)
         np.random.seed(4)
@@ -219,7 +232,7 @@ def test_book_extend_baseline_is_the_books_class(kwargs):
     x, t = rng.random((20, 12)), rng.integers(0, 4, 20)
     np.random.seed(8)
     theirs = book_mod.MultiLayerNetExtend(12, [7, 6], 4, **kwargs)
-    ours = bench._BookMultiLayerNetExtend(
+    ours = bench_book.MultiLayerNetExtend(
         {k: v.copy() for k, v in theirs.params.items() if k[0] in "Wb" and k[1:].isdigit()},
         **kwargs)
     assert list(ours.params) == list(theirs.params)
@@ -231,10 +244,63 @@ def test_book_extend_baseline_is_the_books_class(kwargs):
         assert list(got) == list(want)
         for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-        bench._book_sgd_update(ours.params, got, 0.1)
+        bench_book.sgd_update(ours.params, got, 0.1)
         for key in theirs.params:
             theirs.params[key] -= 0.1 * want[key]
             np.testing.assert_array_equal(ours.params[key], theirs.params[key], err_msg=key)
+
+
+@requires_book
+def test_book_convnet_baselines_are_the_books_code():
+    """The chapter 7-8 transcriptions against the book's own modules."""
+    book_util, book_layers = book_modules("common.util", "common.layers")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    for size, stride, pad in ((3, 1, 1), (2, 2, 0), (3, 2, 2)):
+        col = bench_book.im2col(x, size, size, stride, pad)
+        np.testing.assert_array_equal(col, book_util.im2col(x, size, size, stride, pad))
+        np.testing.assert_array_equal(bench_book.col2im(col, x.shape, size, size, stride, pad),
+                                      book_util.col2im(col, x.shape, size, size, stride, pad))
+    W, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    dout = rng.standard_normal((2, 4, 7, 6))
+    pairs = ((bench_book.Convolution(W, b, 1, 1), book_layers.Convolution(W, b, 1, 1), dout),
+             (bench_book.Pooling(2, 2, 2), book_layers.Pooling(2, 2, 2), dout[:, :3, :3, :3]),
+             (bench_book.Affine(rng.standard_normal((126, 5)), b[:1]),
+              None, rng.standard_normal((2, 5))))
+    for ours, theirs, d in pairs:
+        theirs = theirs or book_layers.Affine(ours.W, ours.b)
+        np.testing.assert_array_equal(ours.forward(x), theirs.forward(x))
+        np.testing.assert_array_equal(ours.backward(d), theirs.backward(d))
+    ours, theirs = bench_book.Dropout(0.5), book_layers.Dropout(0.5)
+    np.random.seed(3)
+    a = ours.forward(x)
+    np.random.seed(3)
+    np.testing.assert_array_equal(a, theirs.forward(x))
+    np.testing.assert_array_equal(ours.backward(x), theirs.backward(x))
+
+
+@requires_book
+@pytest.mark.parametrize("name", ["SimpleConvNet", "DeepConvNet"])
+def test_book_convnets_are_the_books_gradient(name):
+    simple, deep = book_modules("simple_convnet", "deep_convnet", chapters=("ch07", "ch08"))
+    net = getattr(fastbp.networks, name)(seed=0)
+    ours = bench_book.ConvNet(net)
+    theirs = simple.SimpleConvNet() if name == "SimpleConvNet" else deep.DeepConvNet()
+    for key, value in ours.params.items():
+        theirs.params[key][...] = value
+    rng = np.random.default_rng(3)
+    x, t = rng.random((3, 1, 28, 28)), rng.integers(0, 10, 3)
+    np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))
+    np.random.seed(4)
+    grads = ours.gradient(x, t)
+    np.random.seed(4)
+    expected = theirs.gradient(x, t)
+    for key in expected:
+        np.testing.assert_array_equal(grads[key], expected[key])
+    params = {k: v.copy() for k, v in ours.params.items()}
+    bench_book.SGD(0.1).update(params, grads)
+    for key in params:
+        np.testing.assert_array_equal(params[key], ours.params[key] - 0.1 * grads[key])
 
 
 def test_format_table_of_collected_rows(quick_rows):
@@ -265,6 +331,8 @@ def test_case_records_carry_their_sizes_and_columns():
     assert len(by_name) == len(bench.CASES)                      # names are unique
     assert {name for name, case in by_name.items() if case.floor_legend} == WITH_FLOOR
     assert {name for name, case in by_name.items() if case.torch_legend} == WITH_TORCH
+    assert by_name["train_step DeepConvNet b100"].params == {
+        "net": "DeepConvNet", "batch": 100, "work": "train_step"}
     step = by_name["train_step 784-1024-10 b256"]
     assert step.params == {"net": "MultiLayerNet", "sizes": (784, 1024, 10), "batch": 256}
     assert by_name["train_step 784-50-10 b8"].params["net"] == "TwoLayerNet"

@@ -3,16 +3,21 @@
 * ``ch07/gradient_check.py`` with fastbp dropped in prints, for every
   parameter, a difference no larger than the book's own run with the same seed;
 * the book's shipped weights (``ch07/params.pkl``, ``ch08/deep_convnet_params.pkl``)
-  in fastbp's networks predict the 10,000 MNIST test images exactly as the
-  book's own networks do, image for image.
+  in fastbp's networks (their compiled predict) predict the 10,000 MNIST test
+  images exactly as the book's own networks do, image for image;
+* ``ch08/misclassified_mnist.py`` with fastbp dropped in prints the book's
+  accuracy and misclassified images;
+* a fused DeepConvNet step allocates less than the book's ``gradient()``.
 
 The book's own predictions run in a subprocess started once per module, on
 one BLAS thread, while fastbp computes its own on the other core.
 """
 import os
+import re
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -20,7 +25,9 @@ from threadpoolctl import threadpool_limits
 
 import fastbp.networks as fast_networks
 import fastbp.reference.convnets as ref_convnets
-from bookcode import MNIST_DIR, book_copy, requires_book, requires_book_and_mnist
+from bookcode import (MNIST_DIR, book_copy, book_modules, requires_book, requires_book_and_mnist,
+                      run_python, script_text)
+from fastbp.optimizers import SGD
 
 # warnings are errors in the scripts too, except FASTBP_PURE=1's notice (as in pytest's config)
 PURE_NOTICE = "ignore:fastbp is running on its pure-NumPy reference:RuntimeWarning"
@@ -156,3 +163,54 @@ def test_shipped_weights_predict_as_the_book(name, params_file, book_predictions
     with threadpool_limits(1):
         accuracy = net.accuracy(x_test[:1000], t_test[:1000])
     assert accuracy == np.mean(theirs[:1000] == t_test[:1000])
+
+
+# ---------------------------------------------------------------------------
+# Memory: a fused DeepConvNet step against the book's gradient()
+# ---------------------------------------------------------------------------
+def traced_peak(call):
+    """Bytes allocated at the peak of ``call()`` above what was allocated
+    before (tracemalloc follows NumPy's array data)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        call()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@requires_book
+def test_deep_convnet_step_peaks_below_the_books_gradient():
+    """Batch 100, float64, the first step (its buffers allocated in it): the
+    book keeps every layer's im2col (221 MB) and more; fastbp's step keeps
+    activations and gradients only, the convolutions working block by block
+    (measured: ~85 MB against ~380 MB)."""
+    (book_deep,) = book_modules("deep_convnet", chapters=("ch08",))
+    rng = np.random.default_rng(0)
+    x, t = rng.random((100, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 100)
+    book = book_deep.DeepConvNet()
+    ours = fast_networks.DeepConvNet(seed=0)
+    with threadpool_limits(1):
+        book_peak = traced_peak(lambda: book.gradient(x, t))
+        our_peak = traced_peak(lambda: ours.train_step(x, t, SGD(lr=0.01)))
+    assert our_peak <= book_peak, (our_peak, book_peak)
+
+
+@requires_book_and_mnist
+def test_misclassified_mnist_with_fastbp_dropped_in(book_predictions, mnist_test, tmp_path):
+    """The book's ch08/misclassified_mnist.py, run on a copy of the book with
+    fastbp dropped in: the book's DeepConvNet on fastbp's layers prints the
+    accuracy and the first misclassified images of the book's own run."""
+    copy = book_copy(tmp_path / "fastbp", fastbp=True, mnist=True,
+                     dirs=("common", "dataset", "ch08"))
+    out = run_python(os.path.join(copy, "ch08"), script_text(copy, "ch08/misclassified_mnist.py"))
+    accuracy = float(re.search(r"test accuracy:([\d.]+)", out).group(1))
+    _, t_test = mnist_test
+    theirs = book_predictions.get("deep")
+    assert accuracy == np.mean(theirs == t_test)
+    printed = out.split("{view index: (label, inference), ...}")[1]
+    pairs = [tuple(map(int, p)) for p in re.findall(r"\((?:np\.\w+\()?(\d+)\)?, "
+                                                    r"(?:np\.\w+\()?(\d+)\)?\)", printed)]
+    wrong = np.flatnonzero(theirs != t_test)[:20]
+    assert pairs == [(int(t_test[i]), int(theirs[i])) for i in wrong]

@@ -468,7 +468,7 @@ def test_every_subcommand_is_one_parser_function_and_one_handler():
     parser = cli.build_parser()
     (subparsers,) = parser._subparsers._group_actions
     names = subparsers.choices
-    assert list(names) == ["train", "gradcheck", "info", "bench", "tune"]
+    assert list(names) == ["train", "gradcheck", "evaluate", "info", "bench", "tune"]
     assert [f.__name__ for f in cli.SUBCOMMANDS] == [f"_{name}_parser" for name in names]
     for name, subparser in names.items():
         assert subparser.get_default("handler") is getattr(cli, f"cmd_{name}")

@@ -29,26 +29,44 @@ def geometry_id(g):
     return "x".join(map(str, shape)) + f"-f{fh}x{fw}-s{stride}-p{pad}"
 
 
-def test_public_module_is_the_reference_for_now():
+def test_public_module_has_the_books_names_and_compiled_im2col():
     assert fast_util.__all__ == ref_util.__all__ == [
         "im2col", "col2im", "conv_output_size", "smooth_curve", "shuffle_dataset"]
-    for name in fast_util.__all__:
+    for name in ("conv_output_size", "smooth_curve", "shuffle_dataset"):
         assert getattr(fast_util, name) is getattr(ref_util, name)
+    for name in ("im2col", "col2im"):
+        assert getattr(fast_util, name) is not getattr(ref_util, name)
+        assert getattr(fast_util, name).__doc__ == getattr(ref_util, name).__doc__
 
 
 @requires_book
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=geometry_id)
-def test_im2col_col2im_equal_the_books_exactly(geometry, rng):
+@UTILS
+def test_im2col_col2im_equal_the_books_exactly(U, geometry, rng):
     shape, fh, fw, stride, pad = geometry
     x = rng.standard_normal(shape)
-    col = ref_util.im2col(x, fh, fw, stride, pad)
+    col = U.im2col(x, fh, fw, stride, pad)
     assert_identical(col, book_util.im2col(x, fh, fw, stride, pad))
     assert col.flags.c_contiguous
     # random columns: overlapping windows add up in the book's order, bit for bit
     dcol = rng.standard_normal(col.shape)
-    img = ref_util.col2im(dcol, shape, fh, fw, stride, pad)
+    dcol.reshape(-1)[::5] = -0.0               # 0 + -0.0 is +0.0, as in the book
+    img = U.col2im(dcol, shape, fh, fw, stride, pad)
     assert_identical(img, book_util.col2im(dcol, shape, fh, fw, stride, pad))
     assert img.flags.c_contiguous
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[::3], ids=geometry_id)
+def test_compiled_float32_equals_the_reference_exactly(geometry, rng):
+    """float32 has no book to compare with: the compiled loops copy (im2col)
+    and add in the reference's order (col2im), so the results are its own."""
+    shape, fh, fw, stride, pad = geometry
+    x = rng.standard_normal(shape).astype(np.float32)
+    col = fast_util.im2col(x, fh, fw, stride, pad)
+    assert_identical(col, ref_util.im2col(x, fh, fw, stride, pad))
+    dcol = rng.standard_normal(col.shape).astype(np.float32)
+    assert_identical(fast_util.col2im(dcol, shape, fh, fw, stride, pad),
+                     ref_util.col2im(dcol, shape, fh, fw, stride, pad))
 
 
 def test_im2col_layout_by_definition(rng):
@@ -109,30 +127,34 @@ def test_float_dtype_is_kept_integers_give_float64(U, dtype, expected, rng):
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided", "readonly"])
-def test_any_memory_layout_same_result(layout, rng):
+@UTILS
+def test_any_memory_layout_same_result(U, layout, rng):
     x = rng.standard_normal((2, 3, 6, 5))
-    col = ref_util.im2col(with_layout(x, layout), 3, 3, 2, 1)
+    col = U.im2col(with_layout(x, layout), 3, 3, 2, 1)
     assert_identical(col, ref_util.im2col(x, 3, 3, 2, 1))
     dcol = rng.standard_normal(col.shape)
-    assert_identical(ref_util.col2im(with_layout(dcol, layout), x.shape, 3, 3, 2, 1),
+    assert_identical(U.col2im(with_layout(dcol, layout), x.shape, 3, 3, 2, 1),
                      ref_util.col2im(dcol, x.shape, 3, 3, 2, 1))
 
 
-def test_inputs_are_not_changed_and_outputs_are_new(rng):
+@UTILS
+def test_inputs_are_not_changed_and_outputs_are_new(U, rng):
     x = rng.standard_normal((2, 2, 4, 4))
     kept = x.copy()
-    col = ref_util.im2col(x, 1, 1)          # a 1x1 filter: col holds x's values
+    col = U.im2col(x, 1, 1)                 # a 1x1 filter: col holds x's values
     col[:] = 7
     assert_identical(x, kept)
-    img = ref_util.col2im(col, x.shape, 1, 1)
+    img = U.col2im(col, x.shape, 1, 1)
     assert not np.shares_memory(img, col)
     assert_identical(col, np.full_like(col, 7))
 
 
-def test_empty_batch(rng):
-    col = ref_util.im2col(np.zeros((0, 3, 5, 5)), 3, 3)
+@UTILS
+def test_empty_batch(U, rng):
+    col = U.im2col(np.zeros((0, 3, 5, 5)), 3, 3)
     assert col.shape == (0, 27)
-    assert ref_util.col2im(col, (0, 3, 5, 5), 3, 3).shape == (0, 3, 5, 5)
+    assert U.col2im(col, (0, 3, 5, 5), 3, 3).shape == (0, 3, 5, 5)
+    assert U.im2col(np.zeros((2, 0, 5, 5), np.float32), 3, 3).shape == (18, 0)
 
 
 @pytest.mark.parametrize("args,size", [((28, 5), 24), ((28, 5, 1, 0), 24), ((7, 3, 2, 1), 4),

@@ -428,11 +428,24 @@ class Convolution(StatefulLayer):
         self.db = None
         self._geometry = None   # (x.shape, W.shape, stride, pad, out_h, out_w) of forward
 
-    def forward(self, x):
+    def _forward_args(self, x):
+        """forward's arguments checked: (x, W, b, stride, pad, out_h, out_w)."""
         W, b = _conv.conv_filters(self.W, self.b)
         stride = _conv.positive_int("stride", self.stride)
         pad = _conv.non_negative_int("pad", self.pad)
         x, out_h, out_w = _conv.conv_input(x, W, stride, pad)
+        return x, W, b, stride, pad, out_h, out_w
+
+    def _backward_args(self, dout):
+        """backward's dout checked against the last forward: (dout, geometry)."""
+        _checks.check_called_forward(self, "x")
+        x_shape, w_shape, stride, pad, out_h, out_w = self._geometry
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, (x_shape[0], w_shape[0], out_h, out_w))
+        return dout, self._geometry
+
+    def forward(self, x):
+        x, W, b, stride, pad, out_h, out_w = self._forward_args(x)
         n = x.shape[0]
         n_filters, _, filter_h, filter_w = W.shape
         col = _util._im2col(x, filter_h, filter_w, stride, pad, out_h, out_w,
@@ -447,11 +460,8 @@ class Convolution(StatefulLayer):
         return out
 
     def backward(self, dout):
-        _checks.check_called_forward(self, "x")
-        x_shape, w_shape, stride, pad, out_h, out_w = self._geometry
+        dout, (x_shape, w_shape, stride, pad, out_h, out_w) = self._backward_args(dout)
         n_filters, _, filter_h, filter_w = w_shape
-        dout = _checks.as_numeric_array("dout", dout)
-        _checks.check_same_shape("dout", dout, (x_shape[0], n_filters, out_h, out_w))
         dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)    # rows (n, oy, ox)
         db = np.sum(dout2d, axis=0)
         dW = np.matmul(self.col.T, dout2d).T.reshape(w_shape)
@@ -492,7 +502,8 @@ class Pooling(StatefulLayer):
         self.arg_max = None
         self._geometry = None   # (x.shape, pool_h, pool_w, stride, pad, out_h, out_w) of forward
 
-    def forward(self, x):
+    def _forward_args(self, x):
+        """forward's arguments checked: (x, pool_h, pool_w, stride, pad, out_h, out_w)."""
         pool_h = _conv.positive_int("pool_h", self.pool_h)
         pool_w = _conv.positive_int("pool_w", self.pool_w)
         stride = _conv.positive_int("stride", self.stride)
@@ -500,6 +511,18 @@ class Pooling(StatefulLayer):
         x = _conv.batch_4d("x", x)
         out_h, out_w = _conv.output_shape("x", x.shape, pool_h, pool_w, stride, pad,
                                           f"the {pool_h} x {pool_w} pooling window")
+        return x, pool_h, pool_w, stride, pad, out_h, out_w
+
+    def _backward_args(self, dout):
+        """backward's dout checked against the last forward: (dout, geometry)."""
+        _checks.check_called_forward(self, "x")
+        x_shape, pool_h, pool_w, stride, pad, out_h, out_w = self._geometry
+        dout = _checks.as_numeric_array("dout", dout)
+        _checks.check_same_shape("dout", dout, (x_shape[0], x_shape[1], out_h, out_w))
+        return dout, self._geometry
+
+    def forward(self, x):
+        x, pool_h, pool_w, stride, pad, out_h, out_w = self._forward_args(x)
         n, c = x.shape[:2]
         window = pool_h * pool_w
         # one row per window, in (n, oy, ox, c) order; padding is -inf, which never wins
@@ -523,11 +546,8 @@ class Pooling(StatefulLayer):
         return out
 
     def backward(self, dout):
-        _checks.check_called_forward(self, "x")
-        x_shape, pool_h, pool_w, stride, pad, out_h, out_w = self._geometry
+        dout, (x_shape, pool_h, pool_w, stride, pad, out_h, out_w) = self._backward_args(dout)
         n, c = x_shape[:2]
-        dout = _checks.as_numeric_array("dout", dout)
-        _checks.check_same_shape("dout", dout, (n, c, out_h, out_w))
         window = pool_h * pool_w
         dmax = np.zeros((n * out_h * out_w * c, window), dtype=_util.float_dtype(dout))
         dmax[np.arange(dmax.shape[0]), self.arg_max] = dout.transpose(0, 2, 3, 1).reshape(-1)

@@ -108,6 +108,12 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     are the book's exactly.  The dtype is col's floating dtype (integers and
     bool give float64).
     """
+    return _col2im(*_col2im_checks(col, input_shape, filter_h, filter_w, stride, pad))
+
+
+def _col2im_checks(col, input_shape, filter_h, filter_w, stride, pad):
+    """col2im's arguments checked: (col, shape, filter_h, filter_w, stride,
+    pad, out_h, out_w), the arguments of _col2im."""
     shape = _conv.image_shape("input_shape", input_shape)
     filter_h = _conv.positive_int("filter_h", filter_h)
     filter_w = _conv.positive_int("filter_w", filter_w)
@@ -119,7 +125,7 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     n, c, h, w = shape
     expected = (n * out_h * out_w, c * filter_h * filter_w)
     _checks.check_same_shape("col", col, expected)
-    return _col2im(col, shape, filter_h, filter_w, stride, pad, out_h, out_w)
+    return col, shape, filter_h, filter_w, stride, pad, out_h, out_w
 
 
 def _col2im(col, shape, filter_h, filter_w, stride, pad, out_h, out_w):

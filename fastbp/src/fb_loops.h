@@ -14,6 +14,11 @@
  * and, dtype-free, fb_dropout_keep (fb_dropout.h), fb_simd_level() and
  * fb_compiler() (fb_cpu.h): which loop versions run and what compiled them,
  * for `fastbp info`.
+ * Chapter 7's loops, each as <name>_d and <name>_f, are their own entry points:
+ *   fb_conv.h  fb_im2col  fb_col2im  fb_im2col_t  fb_col2im_t_add  fb_bias_relu
+ *              fb_zero_images  fb_relu_mask_images  fb_channel_sums
+ *              fb_conv1_direct  fb_conv1_forward  fb_conv1_weight_grad
+ *   fb_pool.h  fb_maxpool_forward  fb_maxpool_backward
  *
  * One concern a file:
  *   fb_cpu.h            which CPU code is compiled (target_clones, AVX-512)
@@ -27,6 +32,8 @@
  *   fb_dispatch.h       the entry points, fb_<kernel>             (template)
  *   fb_batchnorm.h      batch normalisation, loops and entry points (template)
  *   fb_dropout.h        dropout masks from a NumPy bit generator  (template)
+ *   fb_conv.h           im2col/col2im and the convolution engine's loops (template)
+ *   fb_pool.h           max pooling                               (template)
  * The templates are written once over FB_T and compiled here per dtype.
  */
 #ifndef FB_LOOPS_H
@@ -43,6 +50,8 @@
 #include "fb_dispatch.h"
 #include "fb_batchnorm.h"
 #include "fb_dropout.h"
+#include "fb_conv.h"
+#include "fb_pool.h"
 #undef FB_DTYPE_DOUBLE
 
 #define FB_DTYPE_DOUBLE 1          /* double: fb_<kernel>_d */
@@ -53,6 +62,8 @@
 #include "fb_dispatch.h"
 #include "fb_batchnorm.h"
 #include "fb_dropout.h"
+#include "fb_conv.h"
+#include "fb_pool.h"
 #undef FB_DTYPE_DOUBLE
 
 #endif /* FB_LOOPS_H */
