@@ -35,7 +35,6 @@ from . import optimizers as _optimizers
 from ._conv_layers import BLOCK_BYTES
 from .reference import convnets as _reference_convnets
 from .reference import layers as _reference_layers
-from .reference import optimizers as _reference_optimizers
 
 __all__ = ["FusedConvNet"]
 
@@ -302,7 +301,7 @@ class FusedConvNet:
         if one_hot:
             labels = np.ascontiguousarray(labels, dtype=self.dtype)
         ws = self._workspace(n)
-        sgd = type(optimizer) in (_reference_optimizers.SGD, _optimizers.SGD)
+        sgd = _optimizers.is_fusable_sgd(optimizer)
         ws.run(self, True, optimizer.lr if sgd else None)
         logits = ws.forward(self._input(ws, ready)).reshape(n, self.output_size)
         logits = np.ascontiguousarray(logits, dtype=self.dtype)
@@ -319,7 +318,7 @@ class FusedConvNet:
             kernels.softmax_xent_backward_labels(y, labels, dlogits, 1.0 / n)
         ws.backward(dlogits)
         if not sgd:
-            _apply_optimizer(self.params, ws.grads, optimizer)
+            _optimizers.apply_step_gradients(optimizer, self.params, ws.grads)
         return float(total / n)
 
     def _dropouts_are_layers(self):
@@ -366,15 +365,3 @@ class FusedConvNet:
             stages.append(_Affine(ws, index, n, width, m, relu))
             width = m
         return stages
-
-
-def _apply_optimizer(params, grads, optimizer):
-    """Update ``params`` from ``grads`` (the workspace's arrays) with ``optimizer``."""
-    if isinstance(optimizer, _reference_optimizers.Optimizer):
-        # our optimizers: shapes are known to match; the per-array update
-        optimizer._begin_step()
-        for key, param in params.items():
-            optimizer._update_one(key, param, grads[key])
-    else:
-        # a foreign optimizer may keep the arrays it is given: hand it copies
-        optimizer.update(params, {k: g.copy() for k, g in grads.items()})

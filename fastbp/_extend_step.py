@@ -28,7 +28,6 @@ from . import _backend, _checks
 from . import optimizers as _optimizers
 from ._ch6_layers import dropout_stream
 from .reference import layers as _reference_layers
-from .reference import optimizers as _reference_optimizers
 from .reference.networks import gradient_step
 
 __all__ = ["ExtendTrainStep"]
@@ -121,7 +120,7 @@ class ExtendTrainStep:
         lam = self.weight_decay_lambda
         # the loss is at the parameters before the update: weight decay first
         decay_loss = self._weight_decay_loss()
-        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD)
+        fused_sgd = _optimizers.is_fusable_sgd(optimizer)
         for i, norm in enumerate(norms, start=1):
             if fused_sgd:                              # gamma, beta updated in place
                 norm[2], norm[3] = norm[0], norm[1]

@@ -34,7 +34,6 @@ from ._extend_step import ExtendTrainStep
 from .reference import convnets as _reference_convnets
 from .reference import multi_layer_net_extend as _reference_extend
 from .reference import networks as _reference
-from .reference import optimizers as _reference_optimizers
 
 __all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet"]
 
@@ -128,8 +127,7 @@ class _FastTrainStep:
         lam = self.weight_decay_lambda
         # the loss is at the parameters before the update: weight decay first
         decay_loss = self._weight_decay_loss()
-        fused_sgd = type(optimizer) in (_optimizers.SGD, _reference_optimizers.SGD) \
-            and not _overrides_update(optimizer)
+        fused_sgd = _optimizers.is_fusable_sgd(optimizer)
         try:
             if fused_sgd:
                 # W = (1 - lr*lam) W - lr x.T dz and b = b - lr sum(dz), in place
@@ -173,32 +171,7 @@ class _FastTrainStep:
         return _checks.softmax_inputs(logits_shape, t)[1]   # raises if bad
 
     def _apply_optimizer(self, ws, optimizer):
-        if isinstance(optimizer, _reference_optimizers.Optimizer) \
-                and not _overrides_update(optimizer):
-            # our optimizers' own update: the gradients' shapes are known (the
-            # step made them), so check the state and run the per-array update
-            # under the optimizer's lock, as update() would
-            with optimizer._lock:
-                params = self.params
-                for key, param in params.items():
-                    optimizer._check_param(key, param)
-                    optimizer._check_state(key, param)
-                optimizer._begin_step()
-                for key, param in params.items():
-                    optimizer._update_one(key, param, ws.grads[key])
-        else:
-            # a foreign optimizer, or one whose update() is overridden (to clip,
-            # freeze, log...): its update(), with copies it may keep
-            optimizer.update(self.params, {k: g.copy() for k, g in ws.grads.items()})
-
-
-def _overrides_update(optimizer):
-    """Whether ``optimizer`` (one of fastbp's) has another ``update`` than
-    ``Optimizer.update``, or ``_validate``: then train_step calls its update()."""
-    cls = type(optimizer)
-    return (getattr(cls, "update", None) is not _reference_optimizers.Optimizer.update
-            or getattr(cls, "_validate", None) is not _reference_optimizers.Optimizer._validate
-            or "update" in getattr(optimizer, "__dict__", ()))
+        _optimizers.apply_step_gradients(optimizer, self.params, ws.grads)
 
 
 class TwoLayerNet(_FastTrainStep, _reference.TwoLayerNet):

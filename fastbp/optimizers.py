@@ -16,6 +16,42 @@ __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Ad
            "OPTIMIZERS", "get_optimizer"]
 
 
+def overrides_update(optimizer):
+    """Whether ``optimizer`` (one of fastbp's) has another ``update`` than
+    ``Optimizer.update``, or ``_validate``: then a fused ``train_step`` calls
+    its update() (to clip, freeze, log...) instead of fusing the rule."""
+    cls = type(optimizer)
+    return (getattr(cls, "update", None) is not _reference.Optimizer.update
+            or getattr(cls, "_validate", None) is not _reference.Optimizer._validate
+            or "update" in getattr(optimizer, "__dict__", ()))
+
+
+def is_fusable_sgd(optimizer):
+    """Whether a fused step may apply ``optimizer`` as plain SGD itself."""
+    return type(optimizer) in (SGD, _reference.SGD) and not overrides_update(optimizer)
+
+
+def apply_step_gradients(optimizer, params, grads):
+    """Update ``params`` from a fused step's ``grads`` (its own buffers,
+    same keys and shapes) as ``optimizer.update(params, grads)`` would.
+
+    fastbp's own optimizers run their per-array rule under their lock after
+    checking each parameter and its state (an optimizer used on another
+    network refuses, as update() does); a foreign optimizer, or one whose
+    update() is overridden, gets its update() with copies it may keep.
+    """
+    if isinstance(optimizer, _reference.Optimizer) and not overrides_update(optimizer):
+        with optimizer._lock:
+            for key, param in params.items():
+                optimizer._check_param(key, param)
+                optimizer._check_state(key, param)
+            optimizer._begin_step()
+            for key, param in params.items():
+                optimizer._update_one(key, param, grads[key])
+    else:
+        optimizer.update(params, {k: g.copy() for k, g in grads.items()})
+
+
 def _kernels_for(param, grad, *states):
     """The compiled kernels that can update these arrays in place (one
     float32/float64 dtype, one shape, C-contiguous, param and state arrays

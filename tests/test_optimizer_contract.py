@@ -49,7 +49,17 @@ NETS = {
     "MultiLayerNet": lambda m: m.MultiLayerNet(12, [8, 7], 10, weight_decay_lambda=0.1, seed=0),
     "MultiLayerNetExtend": lambda m: m.MultiLayerNetExtend(12, [8], 10, use_batchnorm=True,
                                                            seed=0),
+    # a small convnet: its fused step has an optimizer path of its own
+    "SimpleConvNet": lambda m: m.SimpleConvNet(
+        (1, 6, 6), {"filter_num": 3, "filter_size": 3, "pad": 0, "stride": 1},
+        hidden_size=7, weight_init_std=0.5, seed=0),
 }
+
+
+def data_for(net, n=16):
+    """A batch for NETS[net]: 12 features, or 1 x 6 x 6 images."""
+    x, t = data(n, 36 if net == "SimpleConvNet" else 12)
+    return (x.reshape(n, 1, 6, 6) if net == "SimpleConvNet" else x), t
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
@@ -59,7 +69,7 @@ def test_train_step_calls_an_overridden_update(net, name):
     fast, oracle = NETS[net](fast_networks), NETS[net](fast_networks)
     fast_opt = clipped(base)(lr=0.1)
     oracle_opt = clipped(type(ref_optimizers.get_optimizer(name)))(lr=0.1)
-    x, t = data()
+    x, t = data_for(net)
     for _ in range(3):
         loss = fast.train_step(x, t, fast_opt)
         # the oracle: gradients, then the clipping update (what the book does)
@@ -129,6 +139,20 @@ def test_train_step_refuses_an_optimizer_whose_state_has_other_shapes(name):
     assert message.startswith("ValueError: params['W1']: expected shape (784, 10)"), out
     assert "use a new optimizer for a different network" in message
     assert unchanged == "True"
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES[1:])
+def test_a_convnet_step_refuses_an_optimizer_used_on_another_network(name):
+    opt = fast_optimizers.get_optimizer(name, lr=0.01)
+    x, t = data()
+    NETS["TwoLayerNet"](fast_networks).train_step(x, t, opt)
+    net = NETS["SimpleConvNet"](fast_networks)
+    before = {k: v.copy() for k, v in net.params.items()}
+    images, labels = data_for("SimpleConvNet")
+    with pytest.raises(ValueError, match=r"params\['W1'\]: expected shape \(12, 8\)"):
+        net.train_step(images, labels, opt)
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value, err_msg=key)
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES[1:])
