@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 import fastbp.networks as fast_networks
 import fastbp.reference.convnets as ref_convnets
+from conftest import PURE
 from bookcode import (MNIST_DIR, book_copy, book_modules, requires_book, requires_book_and_mnist,
                       run_python, script_text)
 from fastbp.optimizers import SGD
@@ -181,6 +182,7 @@ def traced_peak(call):
 
 
 @requires_book
+@pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: no fused step, the claim is the compiled one's")
 def test_deep_convnet_step_peaks_below_the_books_gradient():
     """Batch 100, float64, the first step (its buffers allocated in it): the
     book keeps every layer's im2col (221 MB) and more; fastbp's step keeps
