@@ -138,7 +138,8 @@ def test_table_output(capsys, monkeypatch):
     for col in ("ref µs", "fastbp µs", "ref/fast", "floor µs", "fast/floor"):
         assert col in lines[title]
     rows = lines[title + 1:title + 1 + len(names)]
-    for name, line in zip(names, rows, strict=True):
+    assert len(rows) == len(names)
+    for name, line in zip(names, rows):
         assert line.startswith(name)
         assert " float32 " in line
         numbers = [float(x) for x in line[len(name):].split() if x[0].isdigit()]
