@@ -62,6 +62,9 @@ CONVNET_LR = 0.001
 CONVNET_EVAL_SAMPLES = 1000
 
 
+SIGPIPE_STATUS = 141         # 128 + SIGPIPE: what a shell reports for `yes | head -1`
+
+
 class CommandError(Exception):
     """A runtime failure reported as one ``fastbp: error: ...`` line."""
 
@@ -823,6 +826,15 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (fastbp info | head -1): stop quietly with the
+        # status of a process ended by SIGPIPE, as Unix tools do; stdout goes to
+        # /dev/null so the interpreter's last flush can't raise again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return SIGPIPE_STATUS
 
 
 def _one_line(message):

@@ -4,6 +4,7 @@ Most tests call ``main([...])`` in-process and read the output with capsys;
 a few run ``python -m fastbp`` in a subprocess to check the real entry point.
 Runs are kept short (tens of steps, a small hidden layer for gradcheck).
 """
+import io
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ from conftest import full_mnist_dir
 import fastbp
 import fastbp.networks
 import fastbp.trainer
-from fastbp.__main__ import DEFAULT_EPOCHS, PLOT_HINT, main
+from fastbp.__main__ import DEFAULT_EPOCHS, PLOT_HINT, SIGPIPE_STATUS, main
 from fastbp.networks import MultiLayerNet, TwoLayerNet
 
 FINAL_RE = re.compile(r"test accuracy: 0\.\d{4} \(\d+ steps, [\d.]+ s, [\d.]+ steps/s\)")
@@ -480,6 +481,24 @@ def test_info_shows_the_configuration(capsys):
     assert code == 0
     assert "compiled core" in out
     assert "simd" in out and "blas" in out
+
+
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone away after the first line (`| head -1`)."""
+
+    def write(self, text):
+        if self.getvalue().count("\n") >= 1:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_info_into_a_closed_pipe_stops_quietly(capsys, monkeypatch):
+    pipe = ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    code = main(["info"])
+    err = capsys.readouterr().err
+    assert code == SIGPIPE_STATUS == 141
+    assert err == "" and pipe.getvalue().count("\n") == 1     # no traceback, no message
 
 
 def test_info_via_subprocess_runs_the_package_under_test(tmp_path):
