@@ -152,7 +152,9 @@ def test_deep_convnet_equals_the_books_dropout_masks_included(nets, rng):
     book = book_deep.DeepConvNet()
     copy_params_into(book, net)
     x, t = rng.random((6, 1, 28, 28)), rng.integers(0, 10, 6)
-    assert_identical(net.predict(x), book.predict(x))
+    # equal to the last bit on x86-64 (the same OpenBLAS kernels over the same
+    # rows); aarch64's kernels round differently for fastbp's row blocks
+    np.testing.assert_allclose(net.predict(x), book.predict(x), rtol=1e-12, atol=1e-15)
     np.random.seed(11)
     ours = net.gradient(x, t)
     after = np.random.random()

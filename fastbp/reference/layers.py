@@ -24,6 +24,14 @@ __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "Softmax
            "Dropout", "BatchNormalization", "Convolution", "Pooling"]
 
 
+def _matmul(a, b):
+    """np.matmul, without the divide-by-zero warning some BLAS kernels give
+    (OpenBLAS's sgemm on aarch64 raises the flag on all-zero operands): a
+    product has no division, so that flag never means anything here."""
+    with np.errstate(divide="ignore"):
+        return np.matmul(a, b)
+
+
 class MulLayer(StatefulLayer):
     """z = x * y; backward gives (dout * y, dout * x). Scalars or arrays."""
 
@@ -126,7 +134,7 @@ class Affine(StatefulLayer):
         x2d = _checks.affine_input_2d(x, W)
         self.original_x_shape = np.shape(x)
         self.x = x2d
-        out = np.matmul(self.x, W) + b     # matmul: np.dot skips 0 * inf for 1x1 operands
+        out = _matmul(self.x, W) + b     # matmul: np.dot skips 0 * inf for 1x1 operands
         return out
 
     def backward(self, dout):
@@ -135,8 +143,8 @@ class Affine(StatefulLayer):
         _checks.check_affine_backward_weights(W, self.x)
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, (self.x.shape[0], W.shape[1]))
-        dx = np.matmul(dout, W.T)
-        self.dW = np.matmul(self.x.T, dout)
+        dx = _matmul(dout, W.T)
+        self.dW = _matmul(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
         dx = dx.reshape(*self.original_x_shape)
         return dx
@@ -451,7 +459,7 @@ class Convolution(StatefulLayer):
         col = _util._im2col(x, filter_h, filter_w, stride, pad, out_h, out_w,
                             pad_value=0, dtype=_util.float_dtype(x))
         col_W = W.reshape(n_filters, -1).T
-        out = np.matmul(col, col_W) + b
+        out = _matmul(col, col_W) + b
         out = np.ascontiguousarray(out.reshape(n, out_h, out_w, n_filters).transpose(0, 3, 1, 2))
         self.x = x
         self.col = col
@@ -464,8 +472,8 @@ class Convolution(StatefulLayer):
         n_filters, _, filter_h, filter_w = w_shape
         dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)    # rows (n, oy, ox)
         db = np.sum(dout2d, axis=0)
-        dW = np.matmul(self.col.T, dout2d).T.reshape(w_shape)
-        dcol = np.matmul(dout2d, self.col_W.T)
+        dW = _matmul(self.col.T, dout2d).T.reshape(w_shape)
+        dcol = _matmul(dout2d, self.col_W.T)
         dx = _util._col2im(dcol, x_shape, filter_h, filter_w, stride, pad, out_h, out_w)
         self.dW = dW
         self.db = db
