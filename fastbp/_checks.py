@@ -124,15 +124,15 @@ def softmax_inputs(x, t, first_label_out_of_range=None):
                          f"{x.shape} (the mean loss over no samples is undefined)")
     if c == 0:
         raise ValueError(f"x: expected at least one class, got shape {x.shape}")
-    labels, one_hot = class_labels("t", t, n, c, f"x of shape {x.shape}",
-                                   first_label_out_of_range)
+    labels, one_hot = class_labels("t", t, n, c, "x", x.shape, first_label_out_of_range)
     return x, labels, one_hot
 
 
-def class_labels(name, t, n, n_classes, match, first_label_out_of_range=None):
+def class_labels(name, t, n, n_classes, x_name, x_shape, first_label_out_of_range=None):
     """The labels ``t`` of n samples over ``n_classes`` classes, checked as
     ``SoftmaxWithLoss`` checks them (``softmax_inputs``; errors name ``name``
-    and say that n comes from ``match``).  Returns ``(labels, one_hot)``:
+    and say that n comes from ``x_name`` of shape ``x_shape``: formatted only
+    on error, as this runs on every loss).  Returns ``(labels, one_hot)``:
     a C-contiguous copy, int64 (n,) in [0, n_classes) or (n, n_classes)."""
     c = n_classes
     if type(t) is not np.ndarray or t.dtype.kind not in "biuf":
@@ -147,7 +147,8 @@ def class_labels(name, t, n, n_classes, match, first_label_out_of_range=None):
         raise TypeError(f"{name}: expected integer class labels of shape ({n},), got dtype "
                         f"{t.dtype}; one-hot labels must have shape ({n}, {c})")
     if t.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} labels to match {match}, got {t.shape[0]}")
+        raise ValueError(f"{name}: expected {n} labels to match {x_name} of shape {x_shape}, "
+                         f"got {t.shape[0]}")
     if first_label_out_of_range is not None:
         labels = np.array(t, dtype=np.int64, order="C")   # uint64 >= 2**63 turn negative
         index = first_label_out_of_range(labels, c)

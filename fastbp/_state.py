@@ -29,6 +29,7 @@ A class lists the public methods that read or write its state in
 """
 import copy
 import functools
+import inspect
 import threading
 
 __all__ = ["Stateful", "StatefulLayer", "StatefulNetwork", "serialised"]
@@ -40,14 +41,47 @@ def serialised(method):
     """``method`` run while holding ``self``'s lock (see :class:`Stateful`)."""
     if getattr(method, "_fastbp_serialised", False):
         return method
-
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-
+    locked = _wrapper_with_own_parameters(method)
+    if locked is None:
+        def locked(self, *args, **kwargs):
+            with self._lock:
+                return method(self, *args, **kwargs)
+    functools.update_wrapper(locked, method)
     locked._fastbp_serialised = True
     return locked
+
+
+def _wrapper_with_own_parameters(method):
+    """A locking wrapper with ``method``'s own parameter list, or None when
+    that list has anything but plain parameters (``*args``, keyword-only...).
+
+    Every layer call goes through one of these: a wrapper that forwards
+    ``*args, **kwargs`` costs about 0.25 µs more per call (building and
+    unpacking them), a twentieth of a small layer's whole call.  So the
+    wrapper is written for the signature, as ``dataclasses`` writes its
+    methods: ``def forward(self, x, train_flg=<default>): with self._lock:
+    return method(self, x, train_flg)``."""
+    try:
+        parameters = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not parameters or any(p.kind is not p.POSITIONAL_OR_KEYWORD or p.name.startswith("_fastbp")
+                             for p in parameters):
+        return None
+    namespace = {"_fastbp_method": method}
+    declared = []
+    for i, p in enumerate(parameters):
+        if p.default is p.empty:
+            declared.append(p.name)
+        else:
+            namespace[f"_fastbp_default{i}"] = p.default
+            declared.append(f"{p.name}=_fastbp_default{i}")
+    names = [p.name for p in parameters]
+    source = (f"def locked({', '.join(declared)}):\n"
+              f"    with {names[0]}._lock:\n"
+              f"        return _fastbp_method({', '.join(names)})\n")
+    exec(compile(source, f"<fastbp: {method.__qualname__} holding the lock>", "exec"), namespace)
+    return namespace["locked"]
 
 
 class Stateful:

@@ -63,7 +63,7 @@ def _check_labels(name, t, x_name, x, n_classes):
             raise ValueError(f"{name}: expected {x.shape[0]} labels to match {x_name} of "
                              f"shape {x.shape}, got shape {t.shape}")
         return t
-    _checks.class_labels(name, t, x.shape[0], n_classes, f"{x_name} of shape {x.shape}")
+    _checks.class_labels(name, t, x.shape[0], n_classes, x_name, x.shape)
     return t
 
 

@@ -176,3 +176,39 @@ def test_same_trainer_from_two_threads_equals_training_twice():
     assert shared.train_loss_list == serial.train_loss_list
     for key, value in serial.network.params.items():
         np.testing.assert_array_equal(shared.network.params[key], value)
+
+
+def test_the_lock_wrapper_keeps_each_methods_signature_and_defaults():
+    # serialised() writes a wrapper with the method's own parameters (no
+    # *args/**kwargs forwarding, which cost every layer call time); methods
+    # with *args or keyword-only parameters get the forwarding one.  Both hold
+    # the object's lock, and both call with the caller's arguments as given.
+    import inspect
+
+    from fastbp._state import StatefulLayer
+
+    marker = object()
+    seen = []
+
+    class Layer(StatefulLayer):
+        def forward(self, x, train_flg=marker):
+            seen.append(("forward", x, train_flg, self._lock._is_owned()))
+            return x
+
+        def backward(self, *douts, scale=2):
+            seen.append(("backward", douts, scale, self._lock._is_owned()))
+            return douts
+
+    layer = Layer()
+    assert str(inspect.signature(Layer.forward)) == "(self, x, train_flg=<object object at " \
+        + hex(id(marker)) + ">)"
+    assert Layer.forward.__code__.co_flags & inspect.CO_VARARGS == 0      # its own parameters
+    assert Layer.backward.__code__.co_flags & inspect.CO_VARARGS           # the forwarding one
+    assert layer.forward(3) == 3 and layer.forward(x=4, train_flg=False) == 4
+    assert layer.backward(5, 6, scale=7) == (5, 6)
+    assert seen == [("forward", 3, marker, True), ("forward", 4, False, True),
+                    ("backward", (5, 6), 7, True)]
+    assert not layer._lock._is_owned()
+    with pytest.raises(TypeError, match=r"Layer\.forward\(\) missing .* 'x'"):
+        layer.forward()             # "Layer.forward() missing ... argument: 'x'"
+    assert Layer.forward.__name__ == "forward" and Layer.forward.__wrapped__ is not None

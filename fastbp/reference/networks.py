@@ -62,7 +62,7 @@ def check_loss_inputs(x, t, n_classes):
     _checks.check_nonempty_batch(x)
     shape = np.shape(x)
     if len(shape) >= 2:         # (not a batch: predict's own check names x)
-        _checks.class_labels("t", t, shape[0], n_classes, f"x of shape {shape}")
+        _checks.class_labels("t", t, shape[0], n_classes, "x", shape)
 
 
 def accuracy_labels(t, x_shape, n_classes):
@@ -70,8 +70,7 @@ def accuracy_labels(t, x_shape, n_classes):
     predicted classes, checked exactly as ``loss`` checks them: integer
     labels (N,) or (N, 1) in [0, n_classes), or one-hot (N, n_classes)
     (through argmax).  TypeError/ValueError naming ``t`` for anything else."""
-    labels, one_hot = _checks.class_labels("t", t, x_shape[0], n_classes,
-                                           f"x of shape {x_shape}")
+    labels, one_hot = _checks.class_labels("t", t, x_shape[0], n_classes, "x", x_shape)
     return np.argmax(labels, axis=1) if one_hot else labels
 
 
