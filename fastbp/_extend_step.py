@@ -137,6 +137,10 @@ class ExtendTrainStep:
                 # gradients dW = x.T dz + lam W, db = sum(dz), dgamma, dbeta; then the optimizer
                 total = ws.step.step(x_in, t, weights, biases, ws.grad_W, ws.grad_b,
                                      1.0, lam, 0.0, norms, dropouts)
+        except _backend.train.ParamsOverlap:
+            # params sharing memory (no mask drawn yet): the reference computes
+            # every gradient before it updates anything
+            return gradient_step(self, x, t, optimizer)
         except (TypeError, ValueError):
             # the step checks everything before it draws or writes; params it
             # can't take (another dtype, a view, read-only) go the reference way

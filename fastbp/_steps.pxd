@@ -122,6 +122,57 @@ cdef inline int dense_params(void **slots, int stride, const int *width, int n_l
     return 0
 
 
+cdef inline void param_slot_bytes(Py_ssize_t *nbytes, int stride, const int *width,
+                                  int n_layers, Py_ssize_t item) noexcept nogil:
+    """The byte size of each parameter slot of a step (stride slots a layer):
+    slots 0 and 2 are W (width[i] x width[i+1] items), every other slot a
+    vector of width[i+1] (b, and batch norm's gamma, beta and statistics)."""
+    cdef int i, k
+    for i in range(n_layers):
+        for k in range(stride):
+            nbytes[stride * i + k] = width[i + 1] * item
+        nbytes[stride * i] *= width[i]
+        nbytes[stride * i + 2] *= width[i]
+
+
+cdef inline bint ranges_meet(const char *a, Py_ssize_t a_bytes, const char *b,
+                             Py_ssize_t b_bytes) noexcept nogil:
+    """Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) meet."""
+    return a < b + b_bytes and b < a + a_bytes
+
+
+cdef inline bint outputs_overlap(void **slots, const Py_ssize_t *nbytes,
+                                 Py_ssize_t count) noexcept nogil:
+    """Whether a step's parameter slots share memory in a way an in-place
+    step would misread.  The slots come in fours (in, in, out, out: index %
+    4 >= 2 is an output, written over the input at index - 2); NULL slots
+    are unused.  True when an output meets any other slot, except the very
+    input it updates in place."""
+    cdef Py_ssize_t a, b
+    for a in range(count):
+        if a % 4 < 2 or slots[a] == NULL:
+            continue
+        for b in range(count):
+            if b == a or slots[b] == NULL or (b == a - 2 and slots[b] == slots[a]):
+                continue
+            if ranges_meet(<const char *>slots[a], nbytes[a], <const char *>slots[b],
+                           nbytes[b]):
+                return True
+    return False
+
+
+cdef inline bint meets_outputs(const void *x, Py_ssize_t x_bytes, void **slots,
+                               const Py_ssize_t *nbytes, Py_ssize_t count) noexcept nogil:
+    """Whether the bytes of x meet an output slot (see outputs_overlap), which
+    the step writes while it still reads x."""
+    cdef Py_ssize_t a
+    for a in range(count):
+        if a % 4 >= 2 and slots[a] != NULL and ranges_meet(
+                <const char *>x, x_bytes, <const char *>slots[a], nbytes[a]):
+            return True
+    return False
+
+
 cdef inline tuple step_layout(object sizes, Py_ssize_t batch, object dtype, object activation):
     """A step's constructor arguments checked: ``(widths, dtype)`` with the
     widths as a tuple of ints and dtype float32 or float64 (TypeError,

@@ -20,6 +20,7 @@ from libc.string cimport memcpy
 
 from ._dense cimport dense_forward, dense_backward
 from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
+                      meets_outputs, outputs_overlap, param_slot_bytes,
                       softmax_loss_and_gradient, step_layout)
 
 import numpy as np
@@ -28,16 +29,10 @@ cnp.import_array()
 
 
 class ParamsOverlap(ValueError):
-    """Raised by ``MLPStep.step`` when parameter arrays share memory (one
+    """Raised by ``MLPStep.step`` and ``ExtendStep.step`` when parameter arrays share memory (one
     array for two parameters, or views of one): a step that writes them in
     place would read values it has already overwritten.  The caller computes
     that step the reference way instead."""
-
-
-cdef inline bint _overlap(const char *a, Py_ssize_t a_bytes, const char *b,
-                          Py_ssize_t b_bytes) noexcept nogil:
-    """Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) meet."""
-    return a < b + b_bytes and b < a + a_bytes
 
 
 cdef class MLPStep:
@@ -66,6 +61,7 @@ cdef class MLPStep:
     cdef void **dz_p
     cdef uint8_t **mask_p
     cdef void **param_p             # per step: W, b, W out, b out of each layer
+    cdef Py_ssize_t *param_bytes    # the byte size of each param_p slot
     cdef void *y_p
     cdef void *per_sample_p
 
@@ -73,6 +69,7 @@ cdef class MLPStep:
         self.width = NULL
         self.z_p = self.h_p = self.dh_p = self.dz_p = self.param_p = NULL
         self.mask_p = NULL
+        self.param_bytes = NULL
 
     def __init__(self, sizes, Py_ssize_t batch, dtype, activation):
         cdef int i, n_layers = len(sizes) - 1
@@ -103,11 +100,14 @@ cdef class MLPStep:
         self.dh_p = <void **>malloc(n_layers * sizeof(void *))
         self.mask_p = <uint8_t **>malloc(n_layers * sizeof(uint8_t *))
         self.param_p = <void **>malloc(4 * n_layers * sizeof(void *))
+        self.param_bytes = <Py_ssize_t *>malloc(4 * n_layers * sizeof(Py_ssize_t))
         if (self.width == NULL or self.z_p == NULL or self.dz_p == NULL or self.h_p == NULL
-                or self.dh_p == NULL or self.mask_p == NULL or self.param_p == NULL):
+                or self.dh_p == NULL or self.mask_p == NULL or self.param_p == NULL
+                or self.param_bytes == NULL):
             raise MemoryError()
         for i in range(n_layers + 1):
             self.width[i] = self.sizes[i]
+        param_slot_bytes(self.param_bytes, 4, self.width, n_layers, 4 if self.is_float else 8)
         for i in range(n_layers):
             self.z_p[i] = cnp.PyArray_DATA(<cnp.ndarray>self.z[i])
             self.dz_p[i] = cnp.PyArray_DATA(<cnp.ndarray>self.dz[i])
@@ -128,46 +128,11 @@ cdef class MLPStep:
         free(self.dh_p)
         free(self.mask_p)
         free(self.param_p)
+        free(self.param_bytes)
         self.width = NULL
         self.z_p = self.h_p = self.dh_p = self.dz_p = self.param_p = NULL
         self.mask_p = NULL
-
-    cdef Py_ssize_t _param_bytes(self, int index) noexcept nogil:
-        """Bytes of param_p[index]: slot index % 4 of layer index // 4 is
-        W (0, 2: width[i] x width[i+1]) or b (1, 3: width[i+1])."""
-        cdef int layer = index // 4
-        cdef Py_ssize_t count = self.width[layer + 1]
-        if index % 2 == 0:
-            count *= self.width[layer]
-        return count * (4 if self.is_float else 8)
-
-    cdef bint _outputs_overlap(self) noexcept nogil:
-        """Whether an output (W or b out) meets another output, or an input
-        (W or b) other than the one it updates in place."""
-        cdef int a, b, L4 = 4 * self.n_layers
-        cdef const char *p
-        cdef const char *q
-        for a in range(L4):
-            if a % 4 < 2:
-                continue                    # outputs are slots 2 and 3
-            p = <const char *>self.param_p[a]
-            for b in range(L4):
-                q = <const char *>self.param_p[b]
-                if b == a or (b == a - 2 and p == q):   # itself; its input, in place
-                    continue
-                if _overlap(p, self._param_bytes(a), q, self._param_bytes(b)):
-                    return True
-        return False
-
-    cdef bint _meets_outputs(self, const char *x, Py_ssize_t x_bytes) noexcept nogil:
-        """Whether the bytes of x meet an output (which the step writes
-        while it still reads x)."""
-        cdef int a
-        for a in range(4 * self.n_layers):
-            if a % 4 >= 2 and _overlap(x, x_bytes, <const char *>self.param_p[a],
-                                       self._param_bytes(a)):
-                return True
-        return False
+        self.param_bytes = NULL
 
     def step(self, x, t, weights, biases, weights_out, biases_out,
              double alpha, double beta, double bias_beta):
@@ -200,10 +165,10 @@ cdef class MLPStep:
         # Aliasing: the results are those of reading every input as it was at
         # the call.  Parameters sharing memory go back to the caller (the
         # reference way); an x that shares memory with an output is copied.
-        if self._outputs_overlap():
+        if outputs_overlap(self.param_p, self.param_bytes, 4 * L):
             raise ParamsOverlap("weights, biases: parameter arrays share memory")
-        if self._meets_outputs(<const char *>x_p,
-                               n * self.width[0] * (4 if self.is_float else 8)):
+        if meets_outputs(x_p, n * self.width[0] * (4 if self.is_float else 8),
+                         self.param_p, self.param_bytes, 4 * L):
             if self.x_copy is None:
                 self.x_copy = np.empty((n, self.width[0]), self.dtype)
             np.copyto(self.x_copy, x)

@@ -26,10 +26,13 @@ from ._bitgen cimport open_stream
 from ._dense cimport dense_backward, dense_forward
 from ._loops cimport fb_dropout_stream
 from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
-                      param_data, softmax_loss_and_gradient, step_layout)
+                      meets_outputs, outputs_overlap, param_data, param_slot_bytes,
+                      softmax_loss_and_gradient, step_layout)
 from . cimport _loops
 
 import numpy as np
+
+from ._train import ParamsOverlap
 
 cnp.import_array()
 
@@ -70,6 +73,8 @@ cdef class ExtendStep:
     cdef int *width                     # sizes as C ints
     cdef void **buf_p                   # BUFFERS slots a layer
     cdef void **param_p                 # PARAMS slots a layer, filled by each step
+    cdef Py_ssize_t *param_bytes        # the byte size of each param_p slot
+    cdef object x_copy                  # x when it overlaps an output (made on first need)
     cdef double *momentum               # a hidden layer's, per step
     cdef fb_dropout_stream *streams     # a hidden layer's, per step
     cdef void *y_p
@@ -78,6 +83,7 @@ cdef class ExtendStep:
     def __cinit__(self):
         self.width = NULL
         self.buf_p = self.param_p = NULL
+        self.param_bytes = NULL
         self.momentum = NULL
         self.streams = NULL
 
@@ -119,14 +125,18 @@ cdef class ExtendStep:
         self.width = <int *>calloc(n_layers + 1, sizeof(int))
         self.buf_p = <void **>calloc(BUFFERS * n_layers, sizeof(void *))
         self.param_p = <void **>calloc(PARAMS * n_layers, sizeof(void *))
+        self.param_bytes = <Py_ssize_t *>calloc(PARAMS * n_layers, sizeof(Py_ssize_t))
         self.momentum = <double *>calloc(n_layers, sizeof(double))
         self.streams = <fb_dropout_stream *>calloc(n_layers, sizeof(fb_dropout_stream))
         if (self.width == NULL or self.buf_p == NULL or self.param_p == NULL
-                or self.momentum == NULL or self.streams == NULL):
+                or self.param_bytes == NULL or self.momentum == NULL or self.streams == NULL):
             self._free()
             raise MemoryError()
         for i in range(n_layers + 1):
             self.width[i] = self.sizes[i]
+        param_slot_bytes(self.param_bytes, PARAMS, self.width, n_layers,
+                         4 if self.is_float else 8)
+        self.x_copy = None
         for i in range(n_layers):
             self.buf_p[BUFFERS * i + Z] = cnp.PyArray_DATA(<cnp.ndarray>self.z[i])
             self.buf_p[BUFFERS * i + DZ] = cnp.PyArray_DATA(<cnp.ndarray>self.dz[i])
@@ -151,10 +161,12 @@ cdef class ExtendStep:
         free(self.width)
         free(self.buf_p)
         free(self.param_p)
+        free(self.param_bytes)
         free(self.momentum)
         free(self.streams)
         self.width = NULL
         self.buf_p = self.param_p = NULL
+        self.param_bytes = NULL
         self.momentum = NULL
         self.streams = NULL
 
@@ -235,6 +247,18 @@ cdef class ExtendStep:
         for i in range(len(dropouts)):
             bit_generator, book_stream, ratio = dropouts[i]
             open_stream(&self.streams[i], bit_generator, book_stream, ratio)
+        # Aliasing, as in MLPStep.step: parameters sharing memory go back to
+        # the caller (the reference way, before any mask is drawn); an x that
+        # shares memory with an output is copied.
+        if outputs_overlap(self.param_p, self.param_bytes, PARAMS * L):
+            raise ParamsOverlap("weights, biases, gamma, beta, running statistics: "
+                                "parameter arrays share memory")
+        if meets_outputs(x_p, n * self.width[0] * (4 if self.is_float else 8),
+                         self.param_p, self.param_bytes, PARAMS * L):
+            if self.x_copy is None:
+                self.x_copy = np.empty((n, self.width[0]), self.dtype)
+            np.copyto(self.x_copy, x)
+            x_p = cnp.PyArray_DATA(<cnp.ndarray>self.x_copy)
         # everything checked: draw the masks, in layer order, each under its lock
         for i in range(len(dropouts)):
             with dropouts[i][0].lock:

@@ -13,12 +13,15 @@
   and the reference paths agree on all of these (they differed by up to
   0.13 for Nesterov, 5e-4 for the fused SGD step).
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from conftest import run_isolated
 from fastbp import networks as fast_networks
 from fastbp import optimizers as fast_optimizers
+from fastbp.reference import multi_layer_net_extend as ref_extend
 from fastbp.reference import networks as ref_networks
 from fastbp.reference import optimizers as ref_optimizers
 from fastbp.trainer import Trainer
@@ -205,13 +208,38 @@ def test_update_with_a_gradient_that_is_its_parameter(name):
                                    err_msg=key)
 
 
+# MultiLayerNet (MLPStep) and MultiLayerNetExtend with batch norm and
+# dropout (ExtendStep): both fused steps keep the aliasing contract
+REFERENCE_NETS = SimpleNamespace(MultiLayerNet=ref_networks.MultiLayerNet,
+                                 MultiLayerNetExtend=ref_extend.MultiLayerNetExtend)
+SQUARE_NETS = {
+    "MultiLayerNet": lambda m, d: m.MultiLayerNet(d, [d, d, d], 10, weight_decay_lambda=0.01,
+                                                  seed=0),
+    "MultiLayerNetExtend": lambda m, d: m.MultiLayerNetExtend(
+        d, [d, d, d], 10, weight_decay_lambda=0.01, use_batchnorm=True, use_dropout=True,
+        dropout_ration=0.2, seed=0),
+}
+
+
+def assert_same_params(net, other):
+    """Every parameter within 1e-12, except the biases that feed batch norm:
+    their gradient is zero in exact arithmetic, so they hold rounding noise
+    (~1e-17 a step) that Adam scales up to ~1e-12 (lr * noise / eps): 1e-10."""
+    noise = {f"b{i}" for i in range(1, len(net.hidden_size_list) + 1)} \
+        if getattr(net, "use_batchnorm", False) else set()
+    for key in net.params:
+        np.testing.assert_allclose(net.params[key], other.params[key], rtol=1e-12,
+                                   atol=1e-10 if key in noise else 1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("net_name", SQUARE_NETS)
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
-def test_train_step_whose_x_is_a_parameter(name):
+def test_train_step_whose_x_is_a_parameter(name, net_name):
     # a square first layer: x (50 samples of 50 features) can be W1 itself
     def net(module):
-        return module.MultiLayerNet(50, [50], 10, weight_decay_lambda=0.01, seed=0)
+        return SQUARE_NETS[net_name](module, 50)
     t = np.arange(50) % 10
-    fast, ref, copied = net(fast_networks), net(ref_networks), net(fast_networks)
+    fast, ref, copied = net(fast_networks), net(REFERENCE_NETS), net(fast_networks)
     opts = [m.get_optimizer(name, lr=0.05) for m in (fast_optimizers, ref_optimizers,
                                                      fast_optimizers)]
     for _ in range(3):
@@ -220,25 +248,60 @@ def test_train_step_whose_x_is_a_parameter(name):
         copied_loss = copied.train_step(copied.params["W1"].copy(), t, opts[2])
         assert loss == pytest.approx(ref_loss, rel=1e-12)
         assert loss == pytest.approx(copied_loss, rel=1e-12)
-    for key in fast.params:
-        np.testing.assert_allclose(fast.params[key], ref.params[key], rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(fast.params[key], copied.params[key], rtol=1e-12,
-                                   atol=1e-14)
+    assert_same_params(fast, ref)
+    assert_same_params(fast, copied)
 
 
-@pytest.mark.parametrize("how", ["same array", "a view"])
-def test_train_step_with_parameters_sharing_memory_matches_the_reference(how):
-    # W2 is W1 (or a view of it): the fused step would read values it already
-    # overwrote, so the step goes the reference way.
+# (net, the parameter made to share memory, the one it shares, as a view?,
+# the layer attribute that holds it)
+SHARED = [
+    (net_name, "W3", "W2", view, ("Affine3", "W"))
+    for net_name in SQUARE_NETS for view in (False, True)
+] + [("MultiLayerNetExtend", "gamma3", "gamma2", False, ("BatchNorm3", "gamma"))]
+
+
+@pytest.mark.parametrize("net_name,key,source,view,holder", SHARED,
+                         ids=[f"{n}-{k} is {'a view of ' if v else ''}{s}"
+                              for n, k, s, v, _ in SHARED])
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_train_step_with_parameters_sharing_memory_matches_the_reference(
+        name, net_name, key, source, view, holder):
+    # W3 is W2 (or a view of it; or gamma3 is gamma2): the fused step would
+    # read values it already overwrote, so the step goes the reference way.
     def net(module):
-        n = module.MultiLayerNet(20, [20, 20, 20], 10, weight_decay_lambda=0.1, seed=0)
-        shared = n.params["W2"] if how == "same array" else n.params["W2"][:, :]
-        n.params["W3"] = n.layers["Affine3"].W = shared
+        n = SQUARE_NETS[net_name](module, 20)
+        shared = n.params[source][...] if view else n.params[source]
+        n.params[key] = shared
+        setattr(n.layers[holder[0]], holder[1], shared)
         return n
     x, t = data(n=16, d=20)
-    fast, ref = net(fast_networks), net(ref_networks)
+    fast, ref = net(fast_networks), net(REFERENCE_NETS)
+    assert np.shares_memory(fast.params[key], fast.params[source])
+    fast_opt = fast_optimizers.get_optimizer(name, lr=0.1)
+    ref_opt = ref_optimizers.get_optimizer(name, lr=0.1)
     for _ in range(3):
-        assert fast.train_step(x, t, fast_optimizers.SGD(0.1)) == pytest.approx(
-            ref.train_step(x, t, ref_optimizers.SGD(0.1)), rel=1e-12)
+        assert fast.train_step(x, t, fast_opt) == pytest.approx(
+            ref.train_step(x, t, ref_opt), rel=1e-12)
+    assert_same_params(fast, ref)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum"])
+def test_deep_convnet_step_with_biases_sharing_memory_matches_the_reference(name):
+    # DeepConvNet's b1 and b2 have one shape: b2 is b1 gives the reference's
+    # numbers (the fused convnet step computes every gradient before it
+    # updates anything)
+    from fastbp.reference import convnets as ref_convnets
+    rng = np.random.default_rng(0)
+    x, t = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    fast, ref = fast_networks.DeepConvNet(seed=3), ref_convnets.DeepConvNet(seed=3)
+    for net in (fast, ref):
+        net.params["b2"] = net.layers[2].b = net.params["b1"]
+    fast_opt = fast_optimizers.get_optimizer(name, lr=0.1)
+    ref_opt = ref_optimizers.get_optimizer(name, lr=0.1)
+    for _ in range(2):
+        assert fast.train_step(x, t, fast_opt) == pytest.approx(
+            ref.train_step(x, t, ref_opt), rel=1e-12)
+    assert fast.params["b2"] is fast.params["b1"]
     for key in fast.params:
-        np.testing.assert_allclose(fast.params[key], ref.params[key], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fast.params[key], ref.params[key], rtol=1e-10, atol=1e-14,
+                                   err_msg=key)
