@@ -57,6 +57,50 @@ def _made_writable(cache):
     return cache is not None and cache.flags.writeable
 
 
+class _ComputedOnRead:
+    """A book attribute (Convolution.col, Pooling.arg_max) that the compiled
+    layer does not build at forward: computed by ``compute(layer)`` from what
+    forward kept (the attribute named ``source``) when first read, cached in
+    ``_<name>`` and read-only.  Assigning it stores the caller's array and
+    drops ``source``: backward then uses that array, the reference way.
+    :class:`_DropsComputedAttributes` leaves the cache out of copies."""
+
+    def __init__(self, source, compute):
+        self.source, self.compute = source, compute
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner, name):
+        self.cache = "_" + name
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        value = getattr(layer, self.cache)
+        if value is None and getattr(layer, self.source) is not None:
+            value = self.compute(layer)
+            value.setflags(write=False)
+            setattr(layer, self.cache, value)
+        return value
+
+    def __set__(self, layer, value):
+        setattr(layer, self.cache, value)
+        setattr(layer, self.source, None)
+
+
+class _DropsComputedAttributes:
+    """Copies (pickle, copy, deepcopy) leave out each _ComputedOnRead cache
+    whose source is kept: the copy recomputes it when read."""
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for klass in type(self).__mro__:
+            for attribute in vars(klass).values():
+                if isinstance(attribute, _ComputedOnRead) \
+                        and state.get(attribute.source) is not None:
+                    state[attribute.cache] = None
+        return state
+
+
 class _Buffers:
     """Scratch arrays a layer keeps between calls, one per name, grown when a
     call needs more (never shared between layers)."""
@@ -81,7 +125,7 @@ class _ForwardState:
         self.x, self.dtype, self.col_dtype, self.col_W = x, dtype, col_dtype, col_W
 
 
-class Convolution(_reference.Convolution):
+class Convolution(_DropsComputedAttributes, _reference.Convolution):
     __doc__ = _reference.Convolution.__doc__
 
     def __init__(self, W, b, stride=1, pad=0):
@@ -90,31 +134,16 @@ class Convolution(_reference.Convolution):
         super().__init__(W, b, stride, pad)
         self._buffers = _Buffers()
 
-    @property
-    def col(self):
+    def _im2col_of_kept_input(self):
         """im2col of the last forward's x (N*OH*OW, C*FH*FW), the book's
         attribute: computed on first read from the input forward kept,
         read-only."""
-        if self._col is None and self._fast is not None:
-            from .util import im2col
-            _, w_shape, stride, pad, _, _ = self._geometry
-            col = im2col(self._fast.x.astype(self._fast.col_dtype, copy=False), w_shape[2],
-                         w_shape[3], stride, pad)
-            col.setflags(write=False)
-            self._col = col
-        return self._col
+        from .util import im2col
+        _, w_shape, stride, pad, _, _ = self._geometry
+        return im2col(self._fast.x.astype(self._fast.col_dtype, copy=False), w_shape[2],
+                      w_shape[3], stride, pad)
 
-    @col.setter
-    def col(self, value):
-        # a col given by the caller is the one backward uses (the reference path)
-        self._col = value
-        self._fast = None
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if state.get("_fast") is not None:
-            state["_col"] = None      # a cache of the forward kept: the copy recomputes it
-        return state
+    col = _ComputedOnRead("_fast", _im2col_of_kept_input)
 
     def forward(self, x):
         x, W, b, stride, pad, out_h, out_w = self._forward_args(x)
@@ -170,7 +199,7 @@ class Convolution(_reference.Convolution):
         return dx
 
 
-class Pooling(_reference.Pooling):
+class Pooling(_DropsComputedAttributes, _reference.Pooling):
     __doc__ = _reference.Pooling.__doc__
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
@@ -178,28 +207,13 @@ class Pooling(_reference.Pooling):
         self._arg_max = None      # the book's arg_max: computed when read, or the caller's
         super().__init__(pool_h, pool_w, stride, pad)
 
-    @property
-    def arg_max(self):
+    def _book_arg_max(self):
         """Position ky*pool_w + kx of each window's chosen element, (N*OH*OW*C,)
         intp in (n, oy, ox, c) order as in the book: computed on first read
         from the positions forward kept, read-only."""
-        if self._arg_max is None and self._positions is not None:
-            arg_max = self._positions.transpose(0, 2, 3, 1).reshape(-1).astype(np.intp)
-            arg_max.setflags(write=False)
-            self._arg_max = arg_max
-        return self._arg_max
+        return self._positions.transpose(0, 2, 3, 1).reshape(-1).astype(np.intp)
 
-    @arg_max.setter
-    def arg_max(self, value):
-        # an arg_max given by the caller is the one backward uses (the reference path)
-        self._arg_max = value
-        self._positions = None
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if state.get("_positions") is not None:
-            state["_arg_max"] = None  # a cache of the positions kept: the copy recomputes it
-        return state
+    arg_max = _ComputedOnRead("_positions", _book_arg_max)
 
     def forward(self, x):
         x, pool_h, pool_w, stride, pad, out_h, out_w = self._forward_args(x)

@@ -29,6 +29,7 @@ number of calls and changes made; ``python statefuzz.py [EXAMPLES [STEPS
 [random]]]`` too (``random``: a new sequence each run, not CI's).
 """
 import copy
+import inspect
 import math
 import pickle
 import sys
@@ -234,11 +235,11 @@ def same_outcome(fast, ref, where, rtol):
 
 def public_state(layer):
     """The layer's public attributes: its instance attributes, and the book's
-    attributes a compiled layer computes when read (properties such as
-    Convolution.col and Pooling.arg_max)."""
+    attributes a compiled layer computes when read (data descriptors such
+    as Convolution.col and Pooling.arg_max)."""
     state = {k: v for k, v in vars(layer).items() if not k.startswith("_")}
     for name in dir(type(layer)):
-        if not name.startswith("_") and isinstance(getattr(type(layer), name), property):
+        if not name.startswith("_") and inspect.isdatadescriptor(getattr(type(layer), name)):
             state[name] = getattr(layer, name)
     return state
 
