@@ -10,6 +10,8 @@ error is one ``fastbp: error: ...`` line (argparse's own say ``fastbp
 COMMAND: error:``), exit 2, no traceback.
 """
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -156,15 +158,18 @@ def test_thread_and_worker_counts_are_capped(argv, lowest, capsys, work_started)
 
 @pytest.mark.parametrize("n", [0, 1, LIMIT, np.int64(2), np.uint8(1), np.int32(LIMIT)])
 def test_set_num_threads_takes_python_and_numpy_integers(n):
+    threaded = fastbp.COMPILED and fastbp._backend.elementwise.openmp_enabled()
     try:
-        fastbp.set_num_threads(n)
-        threaded = fastbp.COMPILED and fastbp._backend.elementwise.openmp_enabled()
-        if not threaded:
-            expected = 1                        # a serial build takes the count, runs one
-        elif n:
-            expected = int(n)
+        if threaded and not n:
+            # 0 restores OpenMP's own default, which a fresh process reports
+            fresh = subprocess.run([sys.executable, "-c",
+                                    "import fastbp; print(fastbp.get_num_threads())"],
+                                   capture_output=True, text=True, check=True, cwd=os.getcwd())
+            expected = int(fresh.stdout)
+            fastbp.set_num_threads(expected + 1)      # away from it first
         else:
-            expected = fastbp.get_num_threads()  # the default: OpenMP's own
+            expected = int(n) if threaded else 1      # a serial build takes the count, runs one
+        fastbp.set_num_threads(n)
         assert fastbp.get_num_threads() == expected
     finally:
         fastbp.set_num_threads(0)
