@@ -118,6 +118,36 @@ def test_one_channel_convolution_against_the_reference(case, dtype, rng):
     assert_conv_equal(fast_layers, fast.db, ref.db, out.size // w_shape[0], dtype)
 
 
+# "same" convolutions (stride 1, pad (f - 1) / 2: output as wide as the
+# input), whose unfolding copies runs of input rows at once: images of 1 to 7
+# columns (1: every shifted tap falls on the padding), and GEMM blocks of 1
+# or 3 output rows (starting mid-image, or spanning images) or the default
+SAME = [((3, 2, h, w), (2, 2, f, f), 1, (f - 1) // 2)
+        for (h, w), f in itertools.product(((1, 1), (2, 3), (5, 4), (7, 7)), (1, 3, 5))]
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, None], ids=["1-row", "3-row", "default"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SAME, ids=case_id)
+def test_same_convolution_in_blocks_against_the_reference(case, dtype, block_rows, rng,
+                                                          monkeypatch):
+    x_shape, w_shape, stride, pad = case
+    if block_rows is not None:     # a block of unfolded input holds block_rows output rows
+        taps = int(np.prod(w_shape[1:]))
+        monkeypatch.setattr(fastbp._conv_layers, "BLOCK_BYTES",
+                            block_rows * taps * x_shape[3] * np.dtype(dtype).itemsize)
+    fast, x = conv_pair(fast_layers, rng, *case, dtype=dtype)
+    ref = ref_layers.Convolution(fast.W, fast.b, stride, pad)
+    taps = int(np.prod(w_shape[1:]))
+    out = fast.forward(x)
+    assert out.shape[2:] == x.shape[2:]
+    assert_conv_equal(fast_layers, out, ref.forward(x), taps, dtype)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert_conv_equal(fast_layers, fast.backward(dout), ref.backward(dout), w_shape[0] * taps,
+                      dtype)
+    assert_conv_equal(fast_layers, fast.dW, ref.dW, out.size // w_shape[0], dtype)
+
+
 @requires_book
 @pytest.mark.parametrize("case", POOL_CASES, ids=case_id)
 @LAYERS

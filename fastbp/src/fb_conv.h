@@ -62,12 +62,13 @@ static inline void fb_valid_columns(const fb_window *g, ptrdiff_t kx, ptrdiff_t 
 #endif
 
 /* One output row of taps: dst[ox] = src[ox*stride + kx - pad] for ox in
-   [0, ow), 0 outside the input row src (w elements). */
-static inline void FB_NAME(fb_tap_row)(const FB_T *restrict src, FB_T *restrict dst,
-                                       const fb_window *g, ptrdiff_t kx)
+   [0, ow), 0 outside the input row src (w elements); [lo, hi) are the
+   columns inside it (fb_valid_columns of kx). */
+static inline void FB_NAME(fb_tap_row_within)(const FB_T *restrict src, FB_T *restrict dst,
+                                              const fb_window *g, ptrdiff_t kx, ptrdiff_t lo,
+                                              ptrdiff_t hi)
 {
-    ptrdiff_t lo, hi, ox, s = g->stride;
-    fb_valid_columns(g, kx, &lo, &hi);
+    ptrdiff_t ox, s = g->stride;
     for (ox = 0; ox < lo; ox++)
         dst[ox] = 0;
     const FB_T *from = src + kx - g->pad;
@@ -80,6 +81,14 @@ static inline void FB_NAME(fb_tap_row)(const FB_T *restrict src, FB_T *restrict 
     }
     for (ox = hi; ox < g->ow; ox++)
         dst[ox] = 0;
+}
+
+static inline void FB_NAME(fb_tap_row)(const FB_T *restrict src, FB_T *restrict dst,
+                                       const fb_window *g, ptrdiff_t kx)
+{
+    ptrdiff_t lo, hi;
+    fb_valid_columns(g, kx, &lo, &hi);
+    FB_NAME(fb_tap_row_within)(src, dst, g, kx, lo, hi);
 }
 
 /* im2col in the book's layout: x (n, c, h, w) C-contiguous ->
@@ -157,24 +166,86 @@ FB_CLONES static void FB_NAME(fb_generic_col2im)(const FB_T *restrict col, const
    batch x with layout xl: colT (c*fh*fw, (r1 - r0)*ow), row (ch, ky, kx),
    column (r - r0)*ow + ox -- the B of out = W (f, c*fh*fw) @ colT, whose
    columns are output positions.  Each entry is one contiguous tap row. */
+/* fb_generic_im2col_t's tap (ch, ky, kx) for a "same" convolution (stride
+   1, ow == w: the book's 3x3, pad 1): the tap rows of one image's
+   consecutive oy are consecutive input rows shifted by kx - pad, so a run
+   of them is one copy, after which the |shift| columns of each row that
+   fall on the padding are zeroed (the copy put a neighbouring row's end
+   there).  dst: the tap's row of colT. */
+static inline void FB_NAME(fb_im2col_t_same_tap)(const FB_T *restrict x, fb_layout xl,
+                                                 const fb_window *g, ptrdiff_t r0,
+                                                 ptrdiff_t r1, ptrdiff_t ch, ptrdiff_t ky,
+                                                 ptrdiff_t kx, FB_T *restrict dst)
+{
+    const ptrdiff_t w = g->w, shift = kx - g->pad, edge = shift < 0 ? -shift : shift;
+    ptrdiff_t r = r0;
+    while (r < r1) {
+        const ptrdiff_t i = r / g->oh, oy = r % g->oh;
+        const ptrdiff_t rows = (r1 - r < g->oh - oy) ? r1 - r : g->oh - oy;   /* this image's */
+        /* the rows whose input row y = oy + ky - pad is inside the image */
+        ptrdiff_t first = g->pad - ky - oy, last = g->h + g->pad - ky - oy;
+        if (first < 0) first = 0;
+        if (first > rows) first = rows;
+        if (last > rows) last = rows;
+        if (last < first) last = first;     /* 0 <= first <= last <= rows */
+        FB_T *out = dst + (r - r0) * w;
+        memset(out, 0, (size_t)(first * w) * sizeof(FB_T));
+        memset(out + last * w, 0, (size_t)((rows - last) * w) * sizeof(FB_T));
+        if (last > first) {
+            const ptrdiff_t len = (last - first) * w;
+            FB_T *run = out + first * w;
+            if (edge >= w) {
+                memset(run, 0, (size_t)len * sizeof(FB_T));
+            } else {
+                const FB_T *src = x + i * xl.n + ch * xl.c + (oy + first + ky - g->pad) * w;
+                if (shift < 0) {        /* run[k] = src[k + shift]; the first columns are 0 */
+                    memcpy(run + edge, src, (size_t)(len - edge) * sizeof(FB_T));
+                    for (ptrdiff_t q = 0; q < len; q += w)
+                        for (ptrdiff_t e = 0; e < edge; e++)
+                            run[q + e] = 0;
+                } else {                /* the last columns are 0 */
+                    memcpy(run, src + edge, (size_t)(len - edge) * sizeof(FB_T));
+                    for (ptrdiff_t q = w - edge; q < len; q += w)
+                        for (ptrdiff_t e = 0; e < edge; e++)
+                            run[q + e] = 0;
+                }
+            }
+        }
+        r += rows;
+    }
+}
+
 FB_CLONES static void FB_NAME(fb_generic_im2col_t)(const FB_T *restrict x, fb_layout xl,
                                                    const fb_window *g, ptrdiff_t r0, ptrdiff_t r1,
                                                    FB_T *restrict colT)
 {
+    /* (the divisions -- row r to image and oy, the valid columns -- are
+       made once a tap, not once a tap row: millions of rows a step) */
     const ptrdiff_t j = (r1 - r0) * g->ow;
+    const int same = g->stride == 1 && g->ow == g->w;
     for (ptrdiff_t ch = 0; ch < g->c; ch++) {
         for (ptrdiff_t ky = 0; ky < g->fh; ky++) {
             for (ptrdiff_t kx = 0; kx < g->fw; kx++) {
                 FB_T *dst = colT + ((ch * g->fh + ky) * g->fw + kx) * j;
+                if (same) {
+                    FB_NAME(fb_im2col_t_same_tap)(x, xl, g, r0, r1, ch, ky, kx, dst);
+                    continue;
+                }
+                ptrdiff_t lo, hi, i = r0 / g->oh, oy = r0 % g->oh;
+                fb_valid_columns(g, kx, &lo, &hi);
                 for (ptrdiff_t r = r0; r < r1; r++, dst += g->ow) {
-                    ptrdiff_t i = r / g->oh, oy = r % g->oh;
                     ptrdiff_t y = oy * g->stride + ky - g->pad;
                     if (y < 0 || y >= g->h) {
                         for (ptrdiff_t ox = 0; ox < g->ow; ox++)
                             dst[ox] = 0;
-                        continue;
+                    } else {
+                        FB_NAME(fb_tap_row_within)(x + i * xl.n + ch * xl.c + y * g->w, dst, g,
+                                                   kx, lo, hi);
                     }
-                    FB_NAME(fb_tap_row)(x + i * xl.n + ch * xl.c + y * g->w, dst, g, kx);
+                    if (++oy == g->oh) {
+                        oy = 0;
+                        i++;
+                    }
                 }
             }
         }
@@ -195,18 +266,22 @@ FB_CLONES static void FB_NAME(fb_generic_col2im_t_add)(const FB_T *restrict colT
                 const FB_T *src = colT + ((ch * g->fh + ky) * g->fw + kx) * j;
                 ptrdiff_t lo, hi;
                 fb_valid_columns(g, kx, &lo, &hi);
+                ptrdiff_t i = r0 / g->oh, oy = r0 % g->oh;   /* (once a tap) */
                 for (ptrdiff_t r = r0; r < r1; r++, src += g->ow) {
-                    ptrdiff_t i = r / g->oh, oy = r % g->oh;
                     ptrdiff_t y = oy * s + ky - g->pad;
-                    if (y < 0 || y >= g->h)
-                        continue;
-                    FB_T *dst = dx + i * dl.n + ch * dl.c + y * g->w + kx - g->pad;
-                    if (s == 1) {
-                        for (ptrdiff_t ox = lo; ox < hi; ox++)
-                            dst[ox] += src[ox];
-                    } else {
-                        for (ptrdiff_t ox = lo; ox < hi; ox++)
-                            dst[ox * s] += src[ox];
+                    if (y >= 0 && y < g->h) {
+                        FB_T *dst = dx + i * dl.n + ch * dl.c + y * g->w + kx - g->pad;
+                        if (s == 1) {
+                            for (ptrdiff_t ox = lo; ox < hi; ox++)
+                                dst[ox] += src[ox];
+                        } else {
+                            for (ptrdiff_t ox = lo; ox < hi; ox++)
+                                dst[ox * s] += src[ox];
+                        }
+                    }
+                    if (++oy == g->oh) {
+                        oy = 0;
+                        i++;
                     }
                 }
             }
