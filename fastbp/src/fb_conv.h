@@ -200,14 +200,14 @@ static inline void FB_NAME(fb_im2col_t_same_tap)(const FB_T *restrict x, fb_layo
                 const FB_T *src = x + i * xl.n + ch * xl.c + (oy + first + ky - g->pad) * w;
                 if (shift < 0) {        /* run[k] = src[k + shift]; the first columns are 0 */
                     memcpy(run + edge, src, (size_t)(len - edge) * sizeof(FB_T));
-                    for (ptrdiff_t q = 0; q < len; q += w)
-                        for (ptrdiff_t e = 0; e < edge; e++)
-                            run[q + e] = 0;
+                    for (ptrdiff_t e = 0; e < edge; e++)      /* (strided: no memset call) */
+                        for (ptrdiff_t q = e; q < len; q += w)
+                            run[q] = 0;
                 } else {                /* the last columns are 0 */
                     memcpy(run, src + edge, (size_t)(len - edge) * sizeof(FB_T));
-                    for (ptrdiff_t q = w - edge; q < len; q += w)
-                        for (ptrdiff_t e = 0; e < edge; e++)
-                            run[q + e] = 0;
+                    for (ptrdiff_t e = w - edge; e < w; e++)
+                        for (ptrdiff_t q = e; q < len; q += w)
+                            run[q] = 0;
                 }
             }
         }
