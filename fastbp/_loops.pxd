@@ -319,14 +319,15 @@ cdef inline void im2col_t(const floating *x, fb_layout xl, const fb_window *g, P
 
 
 cdef extern from "fb_loops.h" nogil:
-    void fb_col2im_t_add_f(const float *colT, const fb_window *g, Py_ssize_t r0, Py_ssize_t r1,
+    void fb_col2im_t_add_f(float *colT, const fb_window *g, Py_ssize_t r0, Py_ssize_t r1,
                            float *dx, fb_layout dl)
-    void fb_col2im_t_add_d(const double *colT, const fb_window *g, Py_ssize_t r0,
+    void fb_col2im_t_add_d(double *colT, const fb_window *g, Py_ssize_t r0,
                            Py_ssize_t r1, double *dx, fb_layout dl)
 
-cdef inline void col2im_t_add(const floating *colT, const fb_window *g, Py_ssize_t r0,
+cdef inline void col2im_t_add(floating *colT, const fb_window *g, Py_ssize_t r0,
                               Py_ssize_t r1, floating *dx, fb_layout dl) noexcept nogil:
-    """dx += the adjoint of im2col_t applied to colT."""
+    """dx += the adjoint of im2col_t applied to colT (scratch: its entries that
+    came from the padding may be zeroed)."""
     if floating is float:
         fb_col2im_t_add_f(colT, g, r0, r1, dx, dl)
     else:

@@ -252,18 +252,70 @@ FB_CLONES static void FB_NAME(fb_generic_im2col_t)(const FB_T *restrict x, fb_la
     }
 }
 
+/* fb_generic_col2im_t_add's tap (ch, ky, kx) for a same convolution (see
+   fb_im2col_t_same_tap): per image, the rows whose input row is inside the
+   image are one run of the tap's row src of colT, added onto the input rows
+   they were read from by one loop, once the entries that came from the
+   padding columns are zeroed in src (scratch).  The zeros then land on a
+   neighbouring row's elements and change nothing: each sum starts at +0 and
+   never holds -0 (x + -x is +0 when rounding to nearest), so y + (+0) is y,
+   bit for bit. */
+static inline void FB_NAME(fb_col2im_t_add_same_tap)(FB_T *restrict src, const fb_window *g,
+                                                     ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t ch,
+                                                     ptrdiff_t ky, ptrdiff_t kx,
+                                                     FB_T *restrict dx, fb_layout dl)
+{
+    const ptrdiff_t w = g->w, shift = kx - g->pad, edge = shift < 0 ? -shift : shift;
+    if (edge >= w)
+        return;                                 /* every entry came from the padding */
+    ptrdiff_t r = r0;
+    while (r < r1) {
+        const ptrdiff_t i = r / g->oh, oy = r % g->oh;
+        const ptrdiff_t rows = (r1 - r < g->oh - oy) ? r1 - r : g->oh - oy;   /* this image's */
+        ptrdiff_t first = g->pad - ky - oy, last = g->h + g->pad - ky - oy;
+        if (first < 0) first = 0;
+        if (first > rows) first = rows;
+        if (last > rows) last = rows;
+        if (last > first) {
+            const ptrdiff_t len = (last - first) * w;
+            FB_T *run = src + (r - r0 + first) * w;
+            FB_T *dst = dx + i * dl.n + ch * dl.c + (oy + first + ky - g->pad) * w;
+            if (shift < 0) {        /* dst[k + shift] += run[k]; the first columns dropped */
+                for (ptrdiff_t e = 0; e < edge; e++)
+                    for (ptrdiff_t q = e; q < len; q += w)
+                        run[q] = 0;
+                for (ptrdiff_t k = 0; k < len - edge; k++)
+                    dst[k] += run[k + edge];
+            } else {                /* the last columns dropped */
+                for (ptrdiff_t e = w - edge; e < w; e++)
+                    for (ptrdiff_t q = e; q < len; q += w)
+                        run[q] = 0;
+                for (ptrdiff_t k = 0; k < len - edge; k++)
+                    dst[k + edge] += run[k];
+            }
+        }
+        r += rows;
+    }
+}
+
 /* The adjoint of fb_im2col_t: dx += the entries of colT added onto the
-   positions they were read from (the padding dropped); dx has layout dl. */
-FB_CLONES static void FB_NAME(fb_generic_col2im_t_add)(const FB_T *restrict colT,
+   positions they were read from (the padding dropped); dx has layout dl.
+   colT is scratch: entries that came from the padding may be zeroed. */
+FB_CLONES static void FB_NAME(fb_generic_col2im_t_add)(FB_T *restrict colT,
                                                        const fb_window *g, ptrdiff_t r0,
                                                        ptrdiff_t r1, FB_T *restrict dx,
                                                        fb_layout dl)
 {
     const ptrdiff_t j = (r1 - r0) * g->ow, s = g->stride;
+    const int same = s == 1 && g->ow == g->w;
     for (ptrdiff_t ch = 0; ch < g->c; ch++) {
         for (ptrdiff_t ky = 0; ky < g->fh; ky++) {
             for (ptrdiff_t kx = 0; kx < g->fw; kx++) {
-                const FB_T *src = colT + ((ch * g->fh + ky) * g->fw + kx) * j;
+                FB_T *src = colT + ((ch * g->fh + ky) * g->fw + kx) * j;
+                if (same) {
+                    FB_NAME(fb_col2im_t_add_same_tap)(src, g, r0, r1, ch, ky, kx, dx, dl);
+                    continue;
+                }
                 ptrdiff_t lo, hi;
                 fb_valid_columns(g, kx, &lo, &hi);
                 ptrdiff_t i = r0 / g->oh, oy = r0 % g->oh;   /* (once a tap) */
@@ -385,7 +437,7 @@ static inline void FB_NAME(fb_im2col_t)(const FB_T *restrict x, fb_layout xl,
     FB_NAME(fb_generic_im2col_t)(x, xl, g, r0, r1, colT);
 }
 
-static inline void FB_NAME(fb_col2im_t_add)(const FB_T *restrict colT, const fb_window *g,
+static inline void FB_NAME(fb_col2im_t_add)(FB_T *restrict colT, const fb_window *g,
                                             ptrdiff_t r0, ptrdiff_t r1, FB_T *restrict dx,
                                             fb_layout dl)
 {
