@@ -54,6 +54,31 @@ static inline void fb_valid_columns(const fb_window *g, ptrdiff_t kx, ptrdiff_t 
     if (*hi < *lo) *hi = *lo;
 }
 
+/* For a same convolution's tap row ky (fb_im2col_t_same_tap): the output
+   rows [r, r1) of the batch that lie in one image, from r on -- image *i,
+   starting at row *oy, *rows of them -- and among those the rows [*first,
+   *last) whose input row oy + ky - pad is inside the image
+   (0 <= *first <= *last <= *rows). */
+typedef struct {
+    ptrdiff_t i, oy, rows, first, last;
+} fb_same_run;
+
+static inline fb_same_run fb_same_run_at(const fb_window *g, ptrdiff_t r, ptrdiff_t r1,
+                                         ptrdiff_t ky)
+{
+    fb_same_run run;
+    run.i = r / g->oh;
+    run.oy = r % g->oh;
+    run.rows = (r1 - r < g->oh - run.oy) ? r1 - r : g->oh - run.oy;
+    run.first = g->pad - ky - run.oy;
+    run.last = g->h + g->pad - ky - run.oy;
+    if (run.first < 0) run.first = 0;
+    if (run.first > run.rows) run.first = run.rows;
+    if (run.last > run.rows) run.last = run.rows;
+    if (run.last < run.first) run.last = run.first;
+    return run;
+}
+
 #endif /* FB_CONV_ONCE */
 
 /* ---- per dtype ---------------------------------------------------------- */
@@ -180,14 +205,9 @@ static inline void FB_NAME(fb_im2col_t_same_tap)(const FB_T *restrict x, fb_layo
     const ptrdiff_t w = g->w, shift = kx - g->pad, edge = shift < 0 ? -shift : shift;
     ptrdiff_t r = r0;
     while (r < r1) {
-        const ptrdiff_t i = r / g->oh, oy = r % g->oh;
-        const ptrdiff_t rows = (r1 - r < g->oh - oy) ? r1 - r : g->oh - oy;   /* this image's */
-        /* the rows whose input row y = oy + ky - pad is inside the image */
-        ptrdiff_t first = g->pad - ky - oy, last = g->h + g->pad - ky - oy;
-        if (first < 0) first = 0;
-        if (first > rows) first = rows;
-        if (last > rows) last = rows;
-        if (last < first) last = first;     /* 0 <= first <= last <= rows */
+        const fb_same_run run_at = fb_same_run_at(g, r, r1, ky);
+        const ptrdiff_t i = run_at.i, oy = run_at.oy, rows = run_at.rows;
+        const ptrdiff_t first = run_at.first, last = run_at.last;
         FB_T *out = dst + (r - r0) * w;
         memset(out, 0, (size_t)(first * w) * sizeof(FB_T));
         memset(out + last * w, 0, (size_t)((rows - last) * w) * sizeof(FB_T));
@@ -270,12 +290,9 @@ static inline void FB_NAME(fb_col2im_t_add_same_tap)(FB_T *restrict src, const f
         return;                                 /* every entry came from the padding */
     ptrdiff_t r = r0;
     while (r < r1) {
-        const ptrdiff_t i = r / g->oh, oy = r % g->oh;
-        const ptrdiff_t rows = (r1 - r < g->oh - oy) ? r1 - r : g->oh - oy;   /* this image's */
-        ptrdiff_t first = g->pad - ky - oy, last = g->h + g->pad - ky - oy;
-        if (first < 0) first = 0;
-        if (first > rows) first = rows;
-        if (last > rows) last = rows;
+        const fb_same_run run_at = fb_same_run_at(g, r, r1, ky);
+        const ptrdiff_t i = run_at.i, oy = run_at.oy, rows = run_at.rows;
+        const ptrdiff_t first = run_at.first, last = run_at.last;
         if (last > first) {
             const ptrdiff_t len = (last - first) * w;
             FB_T *run = src + (r - r0 + first) * w;
