@@ -54,19 +54,19 @@ static inline void fb_valid_columns(const fb_window *g, ptrdiff_t kx, ptrdiff_t 
     if (*hi < *lo) *hi = *lo;
 }
 
-/* For a same convolution's tap row ky (fb_im2col_t_same_tap): the output
-   rows [r, r1) of the batch that lie in one image, from r on -- image *i,
-   starting at row *oy, *rows of them -- and among those the rows [*first,
-   *last) whose input row oy + ky - pad is inside the image
-   (0 <= *first <= *last <= *rows). */
+/* For a stride-1 convolution's tap row ky (fb_im2col_t_unit_stride_tap):
+   the output rows [r, r1) of the batch that lie in one image, from r on --
+   image i, starting at row oy, rows of them -- and among those the rows
+   [first, last) whose input row oy + ky - pad is inside the image
+   (0 <= first <= last <= rows). */
 typedef struct {
     ptrdiff_t i, oy, rows, first, last;
-} fb_same_run;
+} fb_unit_stride_run;
 
-static inline fb_same_run fb_same_run_at(const fb_window *g, ptrdiff_t r, ptrdiff_t r1,
-                                         ptrdiff_t ky)
+static inline fb_unit_stride_run fb_unit_stride_run_at(const fb_window *g, ptrdiff_t r,
+                                                       ptrdiff_t r1, ptrdiff_t ky)
 {
-    fb_same_run run;
+    fb_unit_stride_run run;
     run.i = r / g->oh;
     run.oy = r % g->oh;
     run.rows = (r1 - r < g->oh - run.oy) ? r1 - r : g->oh - run.oy;
@@ -187,54 +187,61 @@ FB_CLONES static void FB_NAME(fb_generic_col2im)(const FB_T *restrict col, const
     }
 }
 
+/* fb_generic_im2col_t's tap (ch, ky, kx) for a stride-1 convolution (all
+   the book's): the tap rows of one image's consecutive oy are consecutive
+   input rows shifted by kx - pad.  Per image, the rows whose input row is
+   inside the image are copied in one run when the output is as wide as the
+   input ("same": the book's 3x3, pad 1), else a row at a time (pad 2: one
+   wider); then the columns that fall on the padding are zeroed, a column at
+   a time across the run (a same run's copy put a neighbouring row's end
+   there).  dst: the tap's row of colT. */
+static inline void FB_NAME(fb_im2col_t_unit_stride_tap)(const FB_T *restrict x, fb_layout xl,
+                                                        const fb_window *g, ptrdiff_t r0,
+                                                        ptrdiff_t r1, ptrdiff_t ch,
+                                                        ptrdiff_t ky, ptrdiff_t kx,
+                                                        FB_T *restrict dst)
+{
+    const ptrdiff_t w = g->w, ow = g->ow, shift = kx - g->pad;
+    ptrdiff_t lo, hi;                           /* the columns inside the input row */
+    fb_valid_columns(g, kx, &lo, &hi);
+    ptrdiff_t r = r0;
+    while (r < r1) {
+        const fb_unit_stride_run run_at = fb_unit_stride_run_at(g, r, r1, ky);
+        const ptrdiff_t i = run_at.i, oy = run_at.oy, rows = run_at.rows;
+        const ptrdiff_t first = run_at.first, last = run_at.last;
+        FB_T *out = dst + (r - r0) * ow;
+        memset(out, 0, (size_t)(first * ow) * sizeof(FB_T));
+        memset(out + last * ow, 0, (size_t)((rows - last) * ow) * sizeof(FB_T));
+        r += rows;
+        if (last == first)
+            continue;
+        const ptrdiff_t len = (last - first) * ow;
+        FB_T *run = out + first * ow;
+        if (hi == lo) {
+            memset(run, 0, (size_t)len * sizeof(FB_T));
+            continue;
+        }
+        const FB_T *src = x + i * xl.n + ch * xl.c + (oy + first + ky - g->pad) * w;
+        if (ow == w) {          /* run[k] = src[k + shift], k in [lo, len - (w - hi)) */
+            memcpy(run + lo, src + lo + shift, (size_t)(len - lo - (w - hi)) * sizeof(FB_T));
+        } else {
+            for (ptrdiff_t q = 0; q < last - first; q++)
+                memcpy(run + q * ow + lo, src + q * w + lo + shift,
+                       (size_t)(hi - lo) * sizeof(FB_T));
+        }
+        for (ptrdiff_t e = 0; e < lo; e++)          /* (strided stores: no memset calls) */
+            for (ptrdiff_t q = e; q < len; q += ow)
+                run[q] = 0;
+        for (ptrdiff_t e = hi; e < ow; e++)
+            for (ptrdiff_t q = e; q < len; q += ow)
+                run[q] = 0;
+    }
+}
+
 /* The transposed im2col of output rows [r0, r1) (r = image * oh + oy) of a
    batch x with layout xl: colT (c*fh*fw, (r1 - r0)*ow), row (ch, ky, kx),
    column (r - r0)*ow + ox -- the B of out = W (f, c*fh*fw) @ colT, whose
    columns are output positions.  Each entry is one contiguous tap row. */
-/* fb_generic_im2col_t's tap (ch, ky, kx) for a "same" convolution (stride
-   1, ow == w: the book's 3x3, pad 1): the tap rows of one image's
-   consecutive oy are consecutive input rows shifted by kx - pad, so a run
-   of them is one copy, after which the |shift| columns of each row that
-   fall on the padding are zeroed (the copy put a neighbouring row's end
-   there).  dst: the tap's row of colT. */
-static inline void FB_NAME(fb_im2col_t_same_tap)(const FB_T *restrict x, fb_layout xl,
-                                                 const fb_window *g, ptrdiff_t r0,
-                                                 ptrdiff_t r1, ptrdiff_t ch, ptrdiff_t ky,
-                                                 ptrdiff_t kx, FB_T *restrict dst)
-{
-    const ptrdiff_t w = g->w, shift = kx - g->pad, edge = shift < 0 ? -shift : shift;
-    ptrdiff_t r = r0;
-    while (r < r1) {
-        const fb_same_run run_at = fb_same_run_at(g, r, r1, ky);
-        const ptrdiff_t i = run_at.i, oy = run_at.oy, rows = run_at.rows;
-        const ptrdiff_t first = run_at.first, last = run_at.last;
-        FB_T *out = dst + (r - r0) * w;
-        memset(out, 0, (size_t)(first * w) * sizeof(FB_T));
-        memset(out + last * w, 0, (size_t)((rows - last) * w) * sizeof(FB_T));
-        if (last > first) {
-            const ptrdiff_t len = (last - first) * w;
-            FB_T *run = out + first * w;
-            if (edge >= w) {
-                memset(run, 0, (size_t)len * sizeof(FB_T));
-            } else {
-                const FB_T *src = x + i * xl.n + ch * xl.c + (oy + first + ky - g->pad) * w;
-                if (shift < 0) {        /* run[k] = src[k + shift]; the first columns are 0 */
-                    memcpy(run + edge, src, (size_t)(len - edge) * sizeof(FB_T));
-                    for (ptrdiff_t e = 0; e < edge; e++)      /* (strided: no memset call) */
-                        for (ptrdiff_t q = e; q < len; q += w)
-                            run[q] = 0;
-                } else {                /* the last columns are 0 */
-                    memcpy(run, src + edge, (size_t)(len - edge) * sizeof(FB_T));
-                    for (ptrdiff_t e = w - edge; e < w; e++)
-                        for (ptrdiff_t q = e; q < len; q += w)
-                            run[q] = 0;
-                }
-            }
-        }
-        r += rows;
-    }
-}
-
 FB_CLONES static void FB_NAME(fb_generic_im2col_t)(const FB_T *restrict x, fb_layout xl,
                                                    const fb_window *g, ptrdiff_t r0, ptrdiff_t r1,
                                                    FB_T *restrict colT)
@@ -242,13 +249,12 @@ FB_CLONES static void FB_NAME(fb_generic_im2col_t)(const FB_T *restrict x, fb_la
     /* (the divisions -- row r to image and oy, the valid columns -- are
        made once a tap, not once a tap row: millions of rows a step) */
     const ptrdiff_t j = (r1 - r0) * g->ow;
-    const int same = g->stride == 1 && g->ow == g->w;
     for (ptrdiff_t ch = 0; ch < g->c; ch++) {
         for (ptrdiff_t ky = 0; ky < g->fh; ky++) {
             for (ptrdiff_t kx = 0; kx < g->fw; kx++) {
                 FB_T *dst = colT + ((ch * g->fh + ky) * g->fw + kx) * j;
-                if (same) {
-                    FB_NAME(fb_im2col_t_same_tap)(x, xl, g, r0, r1, ch, ky, kx, dst);
+                if (g->stride == 1) {
+                    FB_NAME(fb_im2col_t_unit_stride_tap)(x, xl, g, r0, r1, ch, ky, kx, dst);
                     continue;
                 }
                 ptrdiff_t lo, hi, i = r0 / g->oh, oy = r0 % g->oh;
@@ -272,9 +278,10 @@ FB_CLONES static void FB_NAME(fb_generic_im2col_t)(const FB_T *restrict x, fb_la
     }
 }
 
-/* fb_generic_col2im_t_add's tap (ch, ky, kx) for a same convolution (see
-   fb_im2col_t_same_tap): per image, the rows whose input row is inside the
-   image are one run of the tap's row src of colT, added onto the input rows
+/* fb_generic_col2im_t_add's tap (ch, ky, kx) for a same convolution
+   (stride 1, ow == w; see fb_im2col_t_unit_stride_tap): per image, the rows
+   whose input row is inside the image are one run of the tap's row src of
+   colT, added onto the input rows
    they were read from by one loop, once the entries that came from the
    padding columns are zeroed in src (scratch).  The zeros then land on a
    neighbouring row's elements and change nothing: each sum starts at +0 and
@@ -290,7 +297,7 @@ static inline void FB_NAME(fb_col2im_t_add_same_tap)(FB_T *restrict src, const f
         return;                                 /* every entry came from the padding */
     ptrdiff_t r = r0;
     while (r < r1) {
-        const fb_same_run run_at = fb_same_run_at(g, r, r1, ky);
+        const fb_unit_stride_run run_at = fb_unit_stride_run_at(g, r, r1, ky);
         const ptrdiff_t i = run_at.i, oy = run_at.oy, rows = run_at.rows;
         const ptrdiff_t first = run_at.first, last = run_at.last;
         if (last > first) {
