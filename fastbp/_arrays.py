@@ -1,4 +1,6 @@
 """Dtype and layout decisions between the public API and the kernels."""
+import sys
+
 import numpy as np
 
 from . import _backend
@@ -12,7 +14,10 @@ def kernel_dtype(*arrays, integers_become_float=True):
     (NumPy keeps x @ W integer; so does the reference)."""
     if not _backend.COMPILED:
         return None
-    dtype = np.result_type(*arrays)
+    if len(arrays) == 1 and type(arrays[0]) is np.ndarray:
+        dtype = arrays[0].dtype          # (np.result_type's answer, without its cost)
+    else:
+        dtype = np.result_type(*arrays)
     if dtype.kind in "biu":
         if not integers_become_float:
             return None
@@ -41,3 +46,48 @@ def like_layout(a, template):
 def flat(a):
     """The 1-D memory-order view of a C- or F-contiguous array (no copy)."""
     return a.ravel(order="K")
+
+
+# Reusing an array the caller has let go of.  A layer that returns a large
+# new array every call (Pooling's dx) costs the allocator fresh pages each
+# time: the kernel zeroes them on first touch, which for a 14 MB dx took as
+# long as the pooling itself.  When the array a layer returned last time is
+# held by nobody but the layer (the caller dropped it; a view of it, or any
+# buffer export, would hold a reference), nobody can see it change, and it
+# is written again instead.  Counted with sys.getrefcount against the count
+# the same function reads for an array held only by an attribute (measured
+# at import, so the count's details per Python version don't matter); off
+# where counts don't mean that (PyPy, free-threaded CPython).
+def _refcount_of_attribute(owner, name):
+    return sys.getrefcount(vars(owner)[name])
+
+
+class _Holder:
+    pass
+
+
+def _count_when_held_only_by_an_attribute():
+    holder = _Holder()
+    holder.array = np.empty(0)
+    return _refcount_of_attribute(holder, "array")
+
+
+_REUSE = hasattr(sys, "getrefcount") and getattr(sys, "_is_gil_enabled", lambda: True)()
+_ONLY_AN_ATTRIBUTE = _count_when_held_only_by_an_attribute() if _REUSE else None
+
+
+def released_or_empty(owner, name, shape, dtype):
+    """``owner.<name>`` (an array the owner returned before and keeps there)
+    when nothing but that attribute holds it and it has ``shape`` and
+    ``dtype`` (C-contiguous, writeable, owning its data); else a new
+    ``np.empty(shape, dtype)``, stored there for the next call."""
+    cached = vars(owner).get(name)
+    if (_REUSE and type(cached) is np.ndarray and cached.shape == shape
+            and cached.dtype == dtype and cached.base is None
+            and cached.flags.c_contiguous and cached.flags.writeable):
+        cached = None      # (this frame's reference: counted below without it)
+        if _refcount_of_attribute(owner, name) == _ONLY_AN_ATTRIBUTE:
+            return vars(owner)[name]
+    array = np.empty(shape, dtype)
+    setattr(owner, name, array)
+    return array

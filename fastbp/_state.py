@@ -59,8 +59,8 @@ def _wrapper_with_own_parameters(method):
     ``*args, **kwargs`` costs about 0.25 µs more per call (building and
     unpacking them), a twentieth of a small layer's whole call.  So the
     wrapper is written for the signature, as ``dataclasses`` writes its
-    methods: ``def forward(self, x, train_flg=<default>): with self._lock:
-    return method(self, x, train_flg)``."""
+    methods: ``def forward(self, x, train_flg=<default>)`` taking
+    ``self._lock`` around ``method(self, x, train_flg)``."""
     try:
         parameters = list(inspect.signature(method).parameters.values())
     except (TypeError, ValueError):
@@ -77,9 +77,16 @@ def _wrapper_with_own_parameters(method):
             namespace[f"_fastbp_default{i}"] = p.default
             declared.append(f"{p.name}=_fastbp_default{i}")
     names = [p.name for p in parameters]
+    # acquire/try/finally rather than `with`: 0.1 µs less a call, and no
+    # different for an exception arriving between the acquire and the try
+    # (`with` has the same window between __enter__ and its own cleanup)
     source = (f"def locked({', '.join(declared)}):\n"
-              f"    with {names[0]}._lock:\n"
-              f"        return _fastbp_method({', '.join(names)})\n")
+              f"    _fastbp_lock = {names[0]}._lock\n"
+              f"    _fastbp_lock.acquire()\n"
+              f"    try:\n"
+              f"        return _fastbp_method({', '.join(names)})\n"
+              f"    finally:\n"
+              f"        _fastbp_lock.release()\n")
     exec(compile(source, f"<fastbp: {method.__qualname__} holding the lock>", "exec"), namespace)
     return namespace["locked"]
 
