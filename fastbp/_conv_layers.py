@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _backend, _checks
 from .reference import layers as _reference
+from ._arrays import released_or_empty
 from .reference.util import float_dtype
 
 __all__ = ["Convolution", "Pooling"]
@@ -202,6 +203,10 @@ class Convolution(_DropsComputedAttributes, _reference.Convolution):
 class Pooling(_DropsComputedAttributes, _reference.Pooling):
     __doc__ = _reference.Pooling.__doc__
 
+    # the dx returned last, written again once the caller has let it go
+    _dx_buffer = None
+    _transient_attributes = ("_dx_buffer",)
+
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
         self._positions = None    # uint8 (N, C, OH, OW) of the last compiled forward
         self._arg_max = None      # the book's arg_max: computed when read, or the caller's
@@ -243,7 +248,7 @@ class Pooling(_DropsComputedAttributes, _reference.Pooling):
             # made writable (and maybe changed) by the caller
             return super().backward(dout)
         dout = np.ascontiguousarray(dout, dtype=dtype)
-        dx = np.empty(x_shape, dtype=dtype)
+        dx = released_or_empty(self, "_dx_buffer", x_shape, dtype)
         _backend.KERNELS[dtype].maxpool_backward(
             dout.reshape(-1), nchw_strides(dout.shape), positions.reshape(-1), x_shape, pool_h,
             pool_w, stride, pad, dx.reshape(-1), nchw_strides(x_shape))

@@ -1,7 +1,10 @@
 """Convolution and Pooling (chapter 7) against the book's layers, by
 definition, and by numerical gradients; bad input raises one clear error and
 changes nothing."""
+import copy
 import itertools
+import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -484,3 +487,29 @@ def test_backward_before_forward(L):
     for layer in (L.Convolution(W4, 0), L.Pooling(2, 2)):
         with pytest.raises(RuntimeError, match="backward called before forward"):
             layer.backward(np.ones((1, 4, 1, 1)))
+
+
+def test_pooling_writes_again_only_a_dx_the_caller_let_go(rng):
+    # Pooling.backward's dx (as large as x) is written again on the next call
+    # when the caller has dropped it (no fresh pages to fault in); a dx the
+    # caller keeps, or keeps a view of, is never touched again.
+    pool = fast_layers.Pooling(2, 2, 2)
+    x = rng.standard_normal((2, 3, 6, 6))
+    dout = rng.standard_normal(pool.forward(x).shape)
+    first = weakref.ref(pool.backward(dout))       # the caller drops it at once
+    assert pool.backward(dout) is first() is pool._dx_buffer        # the same array again
+    kept = pool.backward(dout)
+    kept_values = kept.copy()
+    view = pool.backward(dout)[1:]                                   # a view keeps it too
+    view_values = view.copy()
+    pool.forward(-x)
+    other = pool.backward(2 * dout)
+    assert other is not kept and not np.shares_memory(other, kept)
+    assert not np.shares_memory(other, view)
+    assert_identical(kept, kept_values)
+    assert_identical(view, view_values)
+    ref = ref_layers.Pooling(2, 2, 2)
+    ref.forward(-x)
+    assert_identical(other, ref.backward(2 * dout))
+    assert pickle.loads(pickle.dumps(pool))._dx_buffer is None       # not carried by copies
+    assert copy.deepcopy(pool)._dx_buffer is None
