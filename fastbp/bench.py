@@ -782,9 +782,14 @@ def iter_rows(dtypes=("float32", "float64"), threads=1, quick=False, cases=None)
     with thread_limits(threads, torch):
         for dtype in dtypes:
             for case in selected:
-                fns = vars(_build_columns(case, dtype, torch))
-                present = {c: fn for c, fn in fns.items() if fn is not None}
-                seconds = time_interleaved(present, setup["repeat"], setup["min_time"])
+                # Timing, not checking: NumPy's products in the book's code and
+                # the floors leave spurious floating-point flags on some BLAS
+                # kernels (OpenBLAS on aarch64, numpy#28967), which NumPy turns
+                # into RuntimeWarnings; the row's own numbers are unaffected.
+                with np.errstate(all="ignore"):
+                    fns = vars(_build_columns(case, dtype, torch))
+                    present = {c: fn for c, fn in fns.items() if fn is not None}
+                    seconds = time_interleaved(present, setup["repeat"], setup["min_time"])
                 us = {c: seconds[c] * 1e6 if c in seconds else None for c in fns}
                 yield {
                     "name": case.name, "dtype": np.dtype(dtype).name, "threads": threads,

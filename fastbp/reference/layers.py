@@ -25,10 +25,13 @@ __all__ = ["AddLayer", "MulLayer", "Relu", "ReLU", "Sigmoid", "Affine", "Softmax
 
 
 def _matmul(a, b):
-    """np.matmul, without the divide-by-zero warning some BLAS kernels give
-    (OpenBLAS's sgemm on aarch64 raises the flag on all-zero operands): a
-    product has no division, so that flag never means anything here."""
-    with np.errstate(divide="ignore"):
+    """np.matmul without the floating-point warnings NumPy raises from the
+    BLAS kernel's status flags: OpenBLAS's kernels on aarch64 leave spurious
+    divide-by-zero, overflow and invalid flags after products of ordinary
+    numbers (numpy#28967, numpy#29820), so the flags say nothing reliable
+    there.  The values (inf and NaN included) are the product's; the compiled
+    path, which calls BLAS directly, never warns either."""
+    with np.errstate(all="ignore"):
         return np.matmul(a, b)
 
 
