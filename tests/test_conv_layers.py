@@ -497,7 +497,8 @@ def test_pooling_writes_again_only_a_dx_the_caller_let_go(rng):
     x = rng.standard_normal((2, 3, 6, 6))
     dout = rng.standard_normal(pool.forward(x).shape)
     first = weakref.ref(pool.backward(dout))       # the caller drops it at once
-    assert pool.backward(dout) is first() is pool._dx_buffer        # the same array again
+    if fastbp.COMPILED:                            # (the reference path allocates anew)
+        assert pool.backward(dout) is first() is pool._dx_buffer    # the same array again
     kept = pool.backward(dout)
     kept_values = kept.copy()
     view = pool.backward(dout)[1:]                                   # a view keeps it too
