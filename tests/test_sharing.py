@@ -209,6 +209,6 @@ def test_the_lock_wrapper_keeps_each_methods_signature_and_defaults():
     assert seen == [("forward", 3, marker, True), ("forward", 4, False, True),
                     ("backward", (5, 6), 7, True)]
     assert not layer._lock._is_owned()
-    with pytest.raises(TypeError, match=r"Layer\.forward\(\) missing .* 'x'"):
-        layer.forward()             # "Layer.forward() missing ... argument: 'x'"
+    with pytest.raises(TypeError, match=r"forward\(\) missing .* 'x'"):
+        layer.forward()             # "[Layer.]forward() missing ... argument: 'x'"
     assert Layer.forward.__name__ == "forward" and Layer.forward.__wrapped__ is not None
