@@ -108,10 +108,16 @@ ONE_CHANNEL = [((2, 1, 9, w), (f, 1, fh, fw), 1, pad)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", ONE_CHANNEL, ids=case_id)
 def test_one_channel_convolution_against_the_reference(case, dtype, rng):
+    compiled_convolution_matches_the_reference(case, dtype, rng)
+
+
+def compiled_convolution_matches_the_reference(case, dtype, rng):
+    """forward, backward, dW and db of the compiled Convolution against the
+    reference's, within assert_conv_equal's tolerance for its sums."""
     x_shape, w_shape, stride, pad = case
     fast, x = conv_pair(fast_layers, rng, *case, dtype=dtype)
     ref = ref_layers.Convolution(fast.W, fast.b, stride, pad)
-    taps = w_shape[2] * w_shape[3]
+    taps = int(np.prod(w_shape[1:]))
     out = fast.forward(x)
     assert_conv_equal(fast_layers, out, ref.forward(x), taps, dtype)
     dout = rng.standard_normal(out.shape).astype(dtype)
@@ -138,20 +144,12 @@ UNIT_STRIDE = [((3, 2, h, w), (2, 2, f, f), 1, pad)
 @pytest.mark.parametrize("case", UNIT_STRIDE, ids=case_id)
 def test_unit_stride_convolution_in_blocks_against_the_reference(case, dtype, block_rows, rng,
                                                           monkeypatch):
-    x_shape, w_shape, stride, pad = case
+    x_shape, w_shape = case[:2]
     if block_rows is not None:     # a block of unfolded input holds block_rows output rows
         taps = int(np.prod(w_shape[1:]))
         monkeypatch.setattr(fastbp._conv_layers, "BLOCK_BYTES",
                             block_rows * taps * x_shape[3] * np.dtype(dtype).itemsize)
-    fast, x = conv_pair(fast_layers, rng, *case, dtype=dtype)
-    ref = ref_layers.Convolution(fast.W, fast.b, stride, pad)
-    taps = int(np.prod(w_shape[1:]))
-    out = fast.forward(x)
-    assert_conv_equal(fast_layers, out, ref.forward(x), taps, dtype)
-    dout = rng.standard_normal(out.shape).astype(dtype)
-    assert_conv_equal(fast_layers, fast.backward(dout), ref.backward(dout), w_shape[0] * taps,
-                      dtype)
-    assert_conv_equal(fast_layers, fast.dW, ref.dW, out.size // w_shape[0], dtype)
+    compiled_convolution_matches_the_reference(case, dtype, rng)
 
 
 @requires_book
