@@ -245,13 +245,20 @@ def batchnorm_input_2d(x):
 def check_batchnorm_params(gamma, beta, x_shape=None):
     """``(gamma, beta)`` as arrays of one shape (D,); with ``x_shape``, D must be
     the number of features per sample of an x of that shape."""
-    gamma = as_numeric_array("gamma", gamma)
+    gamma = check_batchnorm_gamma(gamma, x_shape)
     beta = as_numeric_array("beta", beta)
+    if beta.shape != gamma.shape:
+        raise ValueError(f"beta: expected shape {gamma.shape} to match gamma, got {beta.shape}")
+    return gamma, beta
+
+
+def check_batchnorm_gamma(gamma, x_shape=None):
+    """gamma as an array (D,); with ``x_shape``, D must be the number of
+    features per sample of an x of that shape.  (Backward reads gamma alone.)"""
+    gamma = as_numeric_array("gamma", gamma)
     if gamma.ndim != 1:
         raise ValueError(f"gamma: expected a 1-D array of per-feature scales, shape (D,), "
                          f"got shape {gamma.shape}")
-    if beta.shape != gamma.shape:
-        raise ValueError(f"beta: expected shape {gamma.shape} to match gamma, got {beta.shape}")
     if x_shape is not None:
         n_features = math.prod(x_shape[1:])
         if gamma.shape[0] != n_features:
@@ -259,7 +266,7 @@ def check_batchnorm_params(gamma, beta, x_shape=None):
                    "as the book flattens each sample" if len(x_shape) == 4 else "one per feature")
             raise ValueError(f"gamma: expected shape ({n_features},) for x of shape {x_shape} "
                              f"({per}), got {gamma.shape}")
-    return gamma, beta
+    return gamma
 
 
 def check_running_statistic(name, value, n_features):

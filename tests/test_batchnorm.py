@@ -322,6 +322,24 @@ def test_backward_uses_the_last_training_forward(L, rng):
         layer.backward(np.ones((2, 12)))
 
 
+@pytest.mark.parametrize("new_beta", [None, np.zeros(5), "b"], ids=["None", "wrong length",
+                                                                      "a string"])
+@LAYERS
+def test_backward_reads_gamma_and_never_beta(L, new_beta, rng):
+    # backward's formulas have no beta: whatever replaced it, backward gives
+    # what it gave before (and the compiled path agrees with the reference),
+    # while a gamma of the wrong length is refused
+    layer = trained_layer(L, rng)
+    dout = rng.standard_normal((4, 6))
+    want = layer.backward(dout)
+    layer.beta = new_beta
+    assert_identical(layer.backward(dout), want)
+    layer.gamma = np.ones(5)
+    with pytest.raises(ValueError, match=r"gamma: expected shape \(6,\) for x of shape "
+                                         r"\(4, 6\) \(one per feature\), got \(5,\)"):
+        layer.backward(dout)
+
+
 @LAYERS
 def test_attributes_after_init_are_the_books(L):
     gamma, beta = np.ones(3), np.zeros(3)

@@ -306,7 +306,8 @@ class BatchNormalization(StatefulLayer):
     likewise running_var with var, as new arrays (an array the caller passed
     or read before is never written).  Test mode normalises with the running
     statistics.  ``backward(dout)``: dout of the shape of the last
-    training-mode x; returns dx of that shape and sets ``dgamma``, ``dbeta``.
+    training-mode x; returns dx of that shape and sets ``dgamma``, ``dbeta``
+    (it reads gamma, never beta).
 
     Attributes (the book's): ``gamma``, ``beta``, ``momentum``,
     ``input_shape`` (x's shape at the last forward, either mode),
@@ -383,7 +384,7 @@ class BatchNormalization(StatefulLayer):
         _checks.check_called_training_forward(self, "xn")
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, self._train_shape)
-        gamma, _ = _checks.check_batchnorm_params(self.gamma, self.beta, self._train_shape)
+        gamma = _checks.check_batchnorm_gamma(self.gamma, self._train_shape)   # beta isn't read
         dout = dout.reshape(self.xn.shape)
         n, xc, std = self.batch_size, self.xc, self.std
         dbeta = dout.sum(axis=0)
