@@ -48,6 +48,24 @@ def test_two_by_two_pooling_every_row_width(width, dtype, rng):
 
 
 @DTYPES
+@pytest.mark.parametrize("shape", [(16, 30, 48, 48), (42, 102, 14, 19)], ids=str)
+def test_two_by_two_pooling_past_the_caches(shape, dtype, rng):
+    """A dx of 8 MiB or more goes out in streaming stores (AVX-512) when its
+    rows start on cache lines (48 x 48 planes, the layer's dx aligned), in
+    plain stores otherwise (19 wide)."""
+    factor = 2 if dtype == np.float32 else 1         # dx >= 8 MiB in either dtype
+    x = tie_rich(rng, (shape[0] * factor,) + shape[1:], dtype)
+    fast, ref = fast_layers.Pooling(2, 2), ref_layers.Pooling(2, 2)
+    out = fast.forward(x)
+    assert_identical(out, ref.forward(x))
+    assert_identical(fast.arg_max, ref.arg_max)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = fast.backward(dout)
+    assert dx.nbytes >= 8 << 20
+    assert_identical(dx, ref.backward(dout))
+
+
+@DTYPES
 @pytest.mark.parametrize("pool,stride,pad", [((3, 3), 2, 1), ((2, 3), 1, 0), ((3, 2), 3, 1),
                                              ((1, 1), 1, 0), ((4, 4), 4, 0), ((16, 16), 1, 7)])
 def test_other_windows_overlapping_or_padded(pool, stride, pad, dtype, rng):

@@ -15,6 +15,7 @@ import fastbp.reference.layers as ref_layers
 from bookcode import book_modules, requires_book
 from conftest import amax, assert_close, assert_identical, rel_error, with_layout
 from errorcheck import assert_raises_naming
+from fastbp._arrays import aligned_empty
 from fastbp.reference.gradient import numerical_gradient
 
 (book_layers,) = book_modules("common.layers")
@@ -490,13 +491,16 @@ def test_backward_before_forward(L):
 def test_pooling_writes_again_only_a_dx_the_caller_let_go(rng):
     # Pooling.backward's dx (as large as x) is written again on the next call
     # when the caller has dropped it (no fresh pages to fault in); a dx the
-    # caller keeps, or keeps a view of, is never touched again.
+    # caller keeps, or keeps a view of (a view of its byte buffer, for NumPy),
+    # is never touched again.
     pool = fast_layers.Pooling(2, 2, 2)
     x = rng.standard_normal((2, 3, 6, 6))
     dout = rng.standard_normal(pool.forward(x).shape)
     first = weakref.ref(pool.backward(dout))       # the caller drops it at once
     if fastbp.COMPILED:                            # (the reference path allocates anew)
         assert pool.backward(dout) is first() is pool._dx_buffer    # the same array again
+        # on a cache line's boundary (the kernel's streaming stores need it)
+        assert pool._dx_buffer.ctypes.data % 64 == 0
     kept = pool.backward(dout)
     kept_values = kept.copy()
     view = pool.backward(dout)[1:]                                   # a view keeps it too
@@ -512,3 +516,17 @@ def test_pooling_writes_again_only_a_dx_the_caller_let_go(rng):
     assert_identical(other, ref.backward(2 * dout))
     assert pickle.loads(pickle.dumps(pool))._dx_buffer is None       # not carried by copies
     assert copy.deepcopy(pool)._dx_buffer is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 5), (2, 3, 7, 9), (100, 30, 24, 24)],
+                         ids=str)
+def test_aligned_empty_starts_on_a_cache_line_and_owns_its_buffer(shape, dtype):
+    a = aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+    assert a.flags.writeable and (a.ctypes.data % 64 == 0 or a.size == 0)
+    assert a.base.base is None and a.base.nbytes >= a.nbytes
+    start, buffer_start = a.ctypes.data, a.base.ctypes.data
+    assert buffer_start <= start and start + a.nbytes <= buffer_start + a.base.nbytes
+    a[...] = 7
+    assert (a == 7).all()
