@@ -6,6 +6,7 @@ compiled kernels never see an array these functions have not approved.
 """
 import math
 import numbers
+import operator
 import warnings
 
 import numpy as np
@@ -81,6 +82,21 @@ def check_affine_backward_weights(W, x2d):
         raise ValueError(f"W: expected {x2d.shape[1]} rows to match the x of the last "
                          f"forward (shape {x2d.shape}), got W of shape {W.shape}; W was "
                          "replaced since forward")
+
+
+def check_original_x_shape(shape, n_elements):
+    """Affine.backward's reshape of dx: ``original_x_shape`` (the forward's x
+    shape, or what the caller assigned since) as a tuple of non-negative
+    ints holding ``n_elements`` (N * D of the x forward kept)."""
+    try:
+        dims = tuple(operator.index(size) for size in shape)
+    except TypeError:
+        raise TypeError(f"original_x_shape: expected a tuple of ints (the shape of the "
+                        f"forward's x), got {shape!r}") from None
+    if not dims or min(dims) < 0 or math.prod(dims) != n_elements:
+        raise ValueError(f"original_x_shape: expected the shape of an x of {n_elements} "
+                         f"elements (the forward's x), got {dims}")
+    return dims
 
 
 def affine_input_2d(x, W):

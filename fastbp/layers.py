@@ -130,6 +130,8 @@ class Affine(_reference.Affine):
         dtype = kernel_dtype(x, W, dout, integers_become_float=False)
         if dtype is None or dout.dtype != dtype:
             return super().backward(dout)   # NumPy's per-product dtypes
+        if not (x_shape == (n, d) and type(x_shape[0]) is int and type(x_shape[1]) is int):
+            x_shape = _checks.check_original_x_shape(x_shape, n * d)
         x_kernel = contiguous(x, dtype)
         dx = np.empty((n, d), dtype=dtype)
         dW = np.empty(W.shape, dtype=dtype)

@@ -116,6 +116,30 @@ def test_affine_x_replaced_after_forward_is_what_backward_uses(impl):
         layer.backward(dout)
 
 
+@pytest.mark.parametrize("x_shape", [(4, 6), (4, 2, 3, 1), (4, 3, 2)], ids=str)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_affine_original_x_shape_replaced_is_checked_before_anything_changes(impl, x_shape):
+    # backward reshapes dx to original_x_shape: another shape of as many
+    # elements is used (a list too), anything else is refused with the
+    # attribute's name, and dW/db keep what the last backward set
+    layers = IMPLS[impl]
+    rng = np.random.default_rng(4)
+    layer = layers.Affine(rng.standard_normal((6, 3)), np.zeros(3))
+    x, dout = rng.standard_normal(x_shape), rng.standard_normal((4, 3))
+    layer.forward(x)
+    want = layer.backward(dout)
+    dW, db = layer.dW, layer.db
+    layer.original_x_shape = [3, 8]
+    np.testing.assert_array_equal(layer.backward(dout), want.reshape(3, 8))
+    for bad, error in (((), ValueError), ((25,), ValueError), ((-4, -6), ValueError),
+                       (None, TypeError), ("ab", TypeError), ((4.0, 6), TypeError)):
+        layer.dW, layer.db = dW, db
+        layer.original_x_shape = bad
+        with pytest.raises(error, match="original_x_shape: expected"):
+            layer.backward(dout)
+        assert layer.dW is dW and layer.db is db
+
+
 # -- any attribute backward reads, reassigned or changed in place ------------------
 # Each case: a layer, the forward arguments, what the caller does before
 # backward (``change(layer, args)``) and backward's dout.  fastbp and the

@@ -146,11 +146,11 @@ class Affine(StatefulLayer):
         _checks.check_affine_backward_weights(W, self.x)
         dout = _checks.as_numeric_array("dout", dout)
         _checks.check_same_shape("dout", dout, (self.x.shape[0], W.shape[1]))
+        x_shape = _checks.check_original_x_shape(self.original_x_shape, self.x.size)
         dx = _matmul(dout, W.T)
         self.dW = _matmul(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        dx = dx.reshape(*self.original_x_shape)
-        return dx
+        return dx.reshape(x_shape)
 
 
 class SoftmaxWithLoss(StatefulLayer):
