@@ -103,20 +103,34 @@ _ONLY_AN_ATTRIBUTE, _ONLY_ITS_ARRAY = \
     _counts_when_held_only_by_an_attribute() if _REUSE else (None, None)
 
 
-def released_or_empty(owner, name, shape, dtype):
-    """``owner.<name>`` (an array the owner returned before and keeps there)
-    when nothing but that attribute holds it or its buffer and it has
-    ``shape`` and ``dtype``; else a new ``aligned_empty(shape, dtype)``,
-    stored there for the next call."""
+# Below this size an array is cheaper to allocate than to look after: small
+# allocations come from pages the allocator already has (glibc maps anything
+# from 128 KiB up afresh until it has seen such a size freed).
+REUSE_MIN_BYTES = 256 * 1024
+
+
+def reusable_or_empty(owner, name, shape, dtype, other_holders=0):
+    """``owner.<name>`` (an array of ``shape`` and ``dtype`` made here before)
+    when nothing holds it or its buffer but that attribute and
+    ``other_holders`` other references the owner keeps; else a new
+    ``aligned_empty(shape, dtype)``.  Stores nothing: the caller assigns the
+    result once its call has succeeded."""
     cached = vars(owner).get(name)
     if (_REUSE and type(cached) is np.ndarray and cached.shape == shape
             and cached.dtype == dtype and type(cached.base) is np.ndarray
             and cached.base.base is None and cached.flags.c_contiguous
             and cached.flags.writeable):
         cached = None      # (this frame's reference: counted below without it)
-        if (_refcount_of_attribute(owner, name) == _ONLY_AN_ATTRIBUTE
+        if (_refcount_of_attribute(owner, name) == _ONLY_AN_ATTRIBUTE + other_holders
                 and _refcount_of_its_buffer(owner, name) == _ONLY_ITS_ARRAY):
             return vars(owner)[name]
-    array = aligned_empty(shape, dtype)
+    return aligned_empty(shape, dtype)
+
+
+def released_or_empty(owner, name, shape, dtype):
+    """``reusable_or_empty(owner, name, shape, dtype)``, stored in
+    ``owner.<name>`` for the next call (a private cache of the array a call
+    returns)."""
+    array = reusable_or_empty(owner, name, shape, dtype)
     setattr(owner, name, array)
     return array

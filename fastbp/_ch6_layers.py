@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from . import _backend, _checks
-from ._arrays import flat
+from ._arrays import REUSE_MIN_BYTES, flat, released_or_empty, reusable_or_empty
 from .reference import layers as _reference
 
 __all__ = ["Dropout", "BatchNormalization"]
@@ -100,11 +100,25 @@ class Dropout(_reference.Dropout):
 class BatchNormalization(_reference.BatchNormalization):
     __doc__ = _reference.BatchNormalization.__doc__
 
+    # the arrays forward and backward return, kept to be written again once the
+    # caller has dropped them (a conv-sized batch's fresh pages cost as much as
+    # the kernels); never copied with the layer
+    _out_buffer = None
+    _dx_buffer = None
+    _transient_attributes = ("_out_buffer", "_dx_buffer")
+
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
         super().__init__(gamma, beta, momentum, running_mean, running_var)
         # (xc, xn, std, x's shape) as the kernels wrote them at the last training
         # forward: backward runs compiled only while the attributes are these
         self._kernel_state = None
+
+    def _reusable(self, name, shape, dtype):
+        """A new xc or xn for a training forward: the last one again if nobody
+        but the layer (the attribute, and _kernel_state) holds it."""
+        state = self._kernel_state
+        kept = state is not None and vars(self).get(name) is state[0 if name == "xc" else 1]
+        return reusable_or_empty(self, name, shape, dtype, other_holders=int(kept))
 
     def forward(self, x, train_flg=True):
         # The kernels take x, gamma, beta and the running statistics when they
@@ -128,11 +142,14 @@ class BatchNormalization(_reference.BatchNormalization):
             running_mean = np.zeros(n_features, dtype)
         if running_var is None:
             running_var = np.zeros(n_features, dtype)
-        out = np.empty((n, n_features), dtype)
+        shape2d = (n, n_features)
+        large = n * n_features * dtype.itemsize >= REUSE_MIN_BYTES
+        out = released_or_empty(self, "_out_buffer", shape2d, dtype) if large \
+            else np.empty(shape2d, dtype)
         try:
             if train_flg:
-                xc = np.empty((n, n_features), dtype)
-                xn = np.empty((n, n_features), dtype)
+                xc = self._reusable("xc", shape2d, dtype) if large else np.empty(shape2d, dtype)
+                xn = self._reusable("xn", shape2d, dtype) if large else np.empty(shape2d, dtype)
                 std = np.empty(n_features, dtype)
                 mean_out = np.empty(n_features, dtype)
                 var_out = np.empty(n_features, dtype)
@@ -173,7 +190,8 @@ class BatchNormalization(_reference.BatchNormalization):
             return super().backward(dout)
         if not dout.flags.c_contiguous:
             dout = np.ascontiguousarray(dout)
-        dx = np.empty(xc.shape, xc.dtype)
+        dx = released_or_empty(self, "_dx_buffer", xc.shape, xc.dtype) \
+            if xc.nbytes >= REUSE_MIN_BYTES else np.empty(xc.shape, xc.dtype)
         dgamma = np.empty(std.shape, std.dtype)
         dbeta = np.empty(std.shape, std.dtype)
         try:

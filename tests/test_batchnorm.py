@@ -478,3 +478,37 @@ def test_non_numeric_x_and_dout(L, bad, rng):
     layer.forward(np.ones(bad.shape))
     with pytest.raises(TypeError, match="dout: expected a real numeric"):
         layer.backward(bad)
+
+
+@pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: the layer is the reference")
+@pytest.mark.parametrize("shape", [(64, 600), (16, 3, 40, 40)], ids=str)
+def test_arrays_are_written_again_only_when_nobody_else_holds_them(shape, rng):
+    # out, dx, xc and xn (as large as x: 256 KiB and more) are written again on
+    # the next call when the caller has dropped them: no fresh pages to fault
+    # in.  An array
+    # the caller keeps, or keeps a view of, is never touched again, and every
+    # result is the reference's.
+    fast, ref = fast_layers.BatchNormalization(*make_params(rng, shape, np.float64)), None
+    ref = ref_layers.BatchNormalization(fast.gamma, fast.beta)
+
+    def step(scale):
+        x = batch(rng, shape, np.float64, scale=scale)
+        dout = rng.standard_normal(shape)
+        results = fast.forward(x), fast.backward(dout)
+        assert_identical(results[0], ref.forward(x))
+        assert_identical(results[1], ref.backward(dout))
+        for name in ("xc", "xn", "std", "running_mean", "running_var", "dgamma", "dbeta"):
+            assert_identical(getattr(fast, name), getattr(ref, name))
+        return results
+
+    step(1.0)
+    first = [id(a) for a in (fast._out_buffer, fast._dx_buffer, fast.xc, fast.xn)]
+    step(2.0)                                              # all dropped: written again
+    assert [id(a) for a in (fast._out_buffer, fast._dx_buffer, fast.xc, fast.xn)] == first
+    out, dx = step(3.0)                                    # kept by the caller
+    xc, xn_view = fast.xc, fast.xn[1:]
+    kept = [a.copy() for a in (out, dx, xc, xn_view)]
+    step(4.0)
+    for array, values in zip((out, dx, xc, xn_view), kept):
+        assert_identical(array, values)
+    assert fast.xc is not xc and not np.shares_memory(fast.xn, xn_view)
