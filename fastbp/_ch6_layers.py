@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from . import _backend, _checks
-from ._arrays import REUSE_MIN_BYTES, flat, released_or_empty, reusable_or_empty
+from ._arrays import flat
+from ._outputs import REUSE_MIN_BYTES, released_or_empty, reusable_or_empty
 from .reference import layers as _reference
 
 __all__ = ["Dropout", "BatchNormalization"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _backend, _checks
 from .reference import layers as _reference
-from ._arrays import released_or_empty
+from ._outputs import released_or_empty
 from .reference.util import float_dtype
 
 __all__ = ["Convolution", "Pooling"]

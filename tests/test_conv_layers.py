@@ -15,7 +15,7 @@ import fastbp.reference.layers as ref_layers
 from bookcode import book_modules, requires_book
 from conftest import amax, assert_close, assert_identical, rel_error, with_layout
 from errorcheck import assert_raises_naming
-from fastbp._arrays import aligned_empty
+from fastbp._outputs import aligned_empty
 from fastbp.reference.gradient import numerical_gradient
 
 (book_layers,) = book_modules("common.layers")
