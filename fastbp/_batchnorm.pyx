@@ -20,8 +20,8 @@ cnp.import_array()
 cdef void *_data(object a, str name, int typenum, Py_ssize_t rows, Py_ssize_t cols,
                  bint writable) except NULL:
     """The data of ``a`` after checking it is a C-contiguous array of
-    ``typenum``, shape (rows, cols) (or (cols,) when rows < 0) and, if asked,
-    writable.  ``rows`` == -2: any number of rows (the caller reads it)."""
+    ``typenum`` in native byte order, shape (rows, cols) (or (cols,) when
+    rows < 0) and, if asked, writable.  ``rows`` == -2: any number of rows (the caller reads it)."""
     cdef cnp.ndarray arr
     cdef bint ok
     if not cnp.PyArray_Check(a):
@@ -32,12 +32,15 @@ cdef void *_data(object a, str name, int typenum, Py_ssize_t rows, Py_ssize_t co
     else:
         ok = (cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_DIM(arr, 1) == cols
               and (rows == -2 or cnp.PyArray_DIM(arr, 0) == rows))
-    if not (ok and cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+    # (a byte-swapped array has the same type number: its byte order is checked too)
+    if not (ok and cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr)
             and (cnp.PyArray_ISWRITEABLE(arr) or not writable)):
         want = (cols,) if rows == -1 else ("n" if rows == -2 else rows, cols)
         raise ValueError(f"{name}: expected a C-contiguous{' writable' if writable else ''} "
                          f"{cnp.PyArray_DescrFromType(typenum)} array of shape "
-                         f"{want}, got {a.dtype} {a.shape} (C-contiguous: "
+                         f"{want} in native byte order, got {a.dtype} {a.shape} "
+                         f"(C-contiguous: "
                          f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(arr))}, writable: "
                          f"{bool(cnp.PyArray_ISWRITEABLE(arr))})")
     return cnp.PyArray_DATA(arr)

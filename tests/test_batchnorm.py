@@ -275,6 +275,40 @@ def test_backward_matches_the_numerical_gradient(L, shape, rng):
 # ---------------------------------------------------------------------------
 # Running statistics, references, the book's attribute behaviour
 # ---------------------------------------------------------------------------
+def swapped(a):
+    """``a``'s values stored in the other byte order ('>f8' on a little-endian machine)."""
+    return a.astype(a.dtype.newbyteorder())
+
+
+@pytest.mark.parametrize("which", ["gamma", "beta", "running_mean", "running_var", "x", "dout"])
+@DTYPES
+@LAYERS
+def test_arrays_in_the_other_byte_order_give_the_same_values(L, dtype, which, rng):
+    # The type number of '>f8' is float64's: the kernels must check the byte
+    # order too, or they read the swapped bytes as numbers.
+    shape = (6, 5)
+    gamma, beta = make_params(rng, shape, dtype)
+    stats = {"running_mean": rng.standard_normal(5).astype(dtype),
+             "running_var": (rng.random(5) + 0.5).astype(dtype)}
+    x, dout = batch(rng, shape, dtype), rng.standard_normal(shape).astype(dtype)
+    arrays = {"gamma": gamma, "beta": beta, **stats, "x": x, "dout": dout}
+    other = {k: swapped(v) if k == which else v.copy() for k, v in arrays.items()}
+    assert np.array_equal(other[which], arrays[which]) and other[which].dtype != dtype
+
+    def run(a):
+        layer = L.BatchNormalization(a["gamma"], a["beta"], 0.9, a["running_mean"],
+                                     a["running_var"])
+        test_out = layer.forward(a["x"], train_flg=False)
+        out = layer.forward(a["x"])
+        dx = layer.backward(a["dout"])
+        return test_out, out, dx, layer.running_mean, layer.running_var, layer.dgamma, \
+            layer.dbeta
+
+    tol = {np.float32: 1e-6, np.float64: 1e-14}[dtype]
+    for got, want in zip(run(other), run(arrays)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
 @LAYERS
 def test_running_statistics_are_new_arrays_and_the_callers_stay_untouched(L, rng):
     mean0, var0 = rng.standard_normal(3), rng.random(3) + 0.5
