@@ -47,23 +47,33 @@ cdef inline double softmax_loss_and_gradient(const floating *logits, const int64
     return total
 
 
-cdef inline void *param_data(object array, str name, tuple shape, object dtype,
-                             bint writable) except NULL:
-    """The data of a parameter array (``name`` for the error, e.g. 'W2') after
-    checking it is a C-contiguous ``dtype`` array of ``shape``, writable if
-    asked."""
+cdef inline void *param_data(object array, str name, int index, Py_ssize_t rows,
+                             Py_ssize_t cols, bint is_float, bint writable) except NULL:
+    """The data of a parameter array (``name`` and ``index`` for the error,
+    e.g. 'W' 2) after checking it is a C-contiguous float32 (is_float) or
+    float64 array of shape (rows, cols), or (cols,) when rows < 0, writable if
+    asked.  Every test is a C comparison: a step checks some 40 arrays a call."""
     cdef cnp.ndarray a
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{name}: expected a NumPy array, got {type(array).__name__}")
+    cdef int ndim = 1 if rows < 0 else 2
+    cdef tuple shape
+    if not cnp.PyArray_Check(array):
+        raise TypeError(f"{name}{index}: expected a NumPy array, got {type(array).__name__}")
     a = <cnp.ndarray>array
-    if a.dtype != dtype or array.shape != shape or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
-            or (writable and not cnp.PyArray_ISWRITEABLE(a)):
-        raise ValueError(f"{name}: expected a C-contiguous"
-                         f"{' writable' if writable else ''} {dtype} array of "
-                         f"shape {shape}, got {a.dtype} {array.shape} (C-contiguous: "
-                         f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(a))}, writable: "
-                         f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
-    return cnp.PyArray_DATA(a)
+    if (cnp.PyArray_TYPE(a) == (cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE)
+            and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_NDIM(a) == ndim and cnp.PyArray_DIM(a, ndim - 1) == cols
+            and (ndim == 1 or cnp.PyArray_DIM(a, 0) == rows)
+            and cnp.PyArray_IS_C_CONTIGUOUS(a)
+            and (cnp.PyArray_ISWRITEABLE(a) or not writable)):
+        return cnp.PyArray_DATA(a)
+    shape = (cols,)
+    if rows >= 0:
+        shape = (rows, cols)
+    raise ValueError(f"{name}{index}: expected a C-contiguous"
+                     f"{' writable' if writable else ''} "
+                     f"{np.dtype(np.float32 if is_float else np.float64)} array of "
+                     f"shape {shape}, got {a.dtype} {array.shape} (C-contiguous: "
+                     f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(a))}, writable: "
+                     f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
 
 
 cdef inline int batch_data(object x, object t, Py_ssize_t n, Py_ssize_t d, Py_ssize_t c,
@@ -104,21 +114,23 @@ cdef inline int batch_data(object x, object t, Py_ssize_t n, Py_ssize_t d, Py_ss
 
 
 cdef inline int dense_params(void **slots, int stride, const int *width, int n_layers,
-                             object dtype, object weights, object biases,
+                             bint is_float, object weights, object biases,
                              object weights_out, object biases_out) except -1:
     """Check each affine layer's W (width[i], width[i+1]), b (width[i+1],) and
-    their outputs (writable), and store their data at slots[stride * i + 0..3]
-    (W, b, W out, b out)."""
+    their outputs (writable), float32 (is_float) or float64, and store their
+    data at slots[stride * i + 0..3] (W, b, W out, b out)."""
     cdef int i
     if not (len(weights) == len(biases) == len(weights_out) == len(biases_out) == n_layers):
         raise ValueError(f"weights, biases: expected {n_layers} of each")
     for i in range(n_layers):
-        w_shape = (width[i], width[i + 1])
-        b_shape = (width[i + 1],)
-        slots[stride * i] = param_data(weights[i], f"W{i + 1}", w_shape, dtype, False)
-        slots[stride * i + 1] = param_data(biases[i], f"b{i + 1}", b_shape, dtype, False)
-        slots[stride * i + 2] = param_data(weights_out[i], f"W{i + 1}", w_shape, dtype, True)
-        slots[stride * i + 3] = param_data(biases_out[i], f"b{i + 1}", b_shape, dtype, True)
+        slots[stride * i] = param_data(weights[i], "W", i + 1, width[i], width[i + 1],
+                                       is_float, False)
+        slots[stride * i + 1] = param_data(biases[i], "b", i + 1, -1, width[i + 1], is_float,
+                                           False)
+        slots[stride * i + 2] = param_data(weights_out[i], "W", i + 1, width[i], width[i + 1],
+                                           is_float, True)
+        slots[stride * i + 3] = param_data(biases_out[i], "b", i + 1, -1, width[i + 1],
+                                           is_float, True)
     return 0
 
 

@@ -160,7 +160,7 @@ cdef class MLPStep:
             raise RuntimeError("MLPStep: not initialised (its __init__ did not complete)")
         c = self.width[L]
         batch_data(x, t, n, self.width[0], c, self.dtype, &x_p, &labels, &target)
-        dense_params(self.param_p, 4, self.width, L, self.dtype, weights, biases,
+        dense_params(self.param_p, 4, self.width, L, self.is_float, weights, biases,
                      weights_out, biases_out)
         # Aliasing: the results are those of reading every input as it was at
         # the call.  Parameters sharing memory go back to the caller (the

@@ -44,6 +44,9 @@ cdef enum:
 cdef enum:
     W_IN, B_IN, W_OUT, B_OUT, GAMMA_IN, BETA_IN, GAMMA_OUT, BETA_OUT, MEAN_IN, VAR_IN, \
         MEAN_OUT, VAR_OUT, PARAMS
+# The names of a batch-norm tuple's arrays (slots GAMMA_IN..VAR_OUT), for errors.
+cdef tuple _NORM_NAMES = ("gamma", "beta", "gamma", "beta", "running_mean", "running_var",
+                          "running_mean", "running_var")
 
 
 cdef class ExtendStep:
@@ -170,28 +173,18 @@ cdef class ExtendStep:
         self.momentum = NULL
         self.streams = NULL
 
-    cdef int _take(self, object array, str name, int layer, int slot, tuple shape,
-                   bint writable) except -1:
-        self.param_p[PARAMS * layer + slot] = param_data(array, f"{name}{layer + 1}", shape,
-                                                         self.dtype, writable)
-        return 0
-
     cdef int _take_norm(self, int i, object norm) except -1:
         """Check hidden layer i's batch-norm tuple (gamma, beta, gamma_out,
         beta_out, mean, var, mean_out, var_out, momentum)."""
-        cdef tuple shape = (self.width[i + 1],)
+        cdef int slot, width = self.width[i + 1]
         cdef double momentum
         if not isinstance(norm, tuple) or len(norm) != 9:
             raise ValueError(f"norms[{i}]: expected (gamma, beta, gamma_out, beta_out, mean, "
                              f"var, mean_out, var_out, momentum), got {type(norm).__name__}")
-        for slot, name, writable, array in (
-                (GAMMA_IN, "gamma", False, norm[0]), (BETA_IN, "beta", False, norm[1]),
-                (GAMMA_OUT, "gamma", True, norm[2]), (BETA_OUT, "beta", True, norm[3]),
-                (MEAN_IN, "running_mean", False, norm[4]),
-                (VAR_IN, "running_var", False, norm[5]),
-                (MEAN_OUT, "running_mean", True, norm[6]),
-                (VAR_OUT, "running_var", True, norm[7])):
-            self._take(array, name, i, slot, shape, writable)
+        for slot in range(8):
+            self.param_p[PARAMS * i + GAMMA_IN + slot] = param_data(
+                norm[slot], _NORM_NAMES[slot], i + 1, -1, width, self.is_float,
+                slot in (2, 3, 6, 7))
         momentum = norm[8]
         if not (0.0 <= momentum <= 1.0):
             raise ValueError(f"momentum{i + 1}: expected a number in [0, 1], got {momentum!r}")
@@ -234,7 +227,7 @@ cdef class ExtendStep:
             raise RuntimeError("ExtendStep: not initialised (its __init__ did not complete)")
         c = self.width[L]
         batch_data(x, t, n, self.width[0], c, self.dtype, &x_p, &labels, &target)
-        dense_params(self.param_p, PARAMS, self.width, L, self.dtype, weights, biases,
+        dense_params(self.param_p, PARAMS, self.width, L, self.is_float, weights, biases,
                      weights_out, biases_out)     # W_IN, B_IN, W_OUT, B_OUT: slots 0-3
         if len(norms) != (L - 1 if self.batchnorm else 0):
             raise ValueError(f"norms: expected {L - 1 if self.batchnorm else 0} batch-norm "

@@ -110,6 +110,11 @@ def _bad_calls():
         ("W2 float32", replace_in(2, 1, lambda W: W.astype(np.float32)), ValueError, "W2:"),
         ("W2 transposed", replace_in(2, 1, lambda W: W.T.copy()), ValueError, "W2:"),
         ("W3 F-order", replace_in(2, 2, lambda W: np.asfortranarray(W)), ValueError, "W3:"),
+        # float64's type number with the other byte order: the values would be misread
+        ("W2 byte-swapped", replace_in(2, 1, lambda W: W.astype(W.dtype.newbyteorder())),
+         ValueError, "W2:"),
+        ("b2 out byte-swapped", replace_in(5, 1, lambda b: b.astype(b.dtype.newbyteorder())),
+         ValueError, "b2:"),
         ("b1 short", replace_in(3, 0, lambda b: b[:-1].copy()), ValueError, "b1:"),
         ("W1 out read-only", replace_in(4, 0, read_only), ValueError, "W1:"),
         ("b3 out read-only", replace_in(5, 2, read_only), ValueError, "b3:"),
@@ -153,3 +158,45 @@ def test_uninitialised_step_refuses_to_run():
     x, t, weights, biases = _setup()
     with pytest.raises(RuntimeError, match="not initialised"):
         step.step(x, t, weights, biases, weights, biases, -0.1, 1.0, 1.0)
+
+
+def _norms(rng, dtype=np.float64):
+    """ExtendStep's batch-norm tuples for SIZES' hidden layers: (gamma, beta,
+    gamma_out, beta_out, mean, var, mean_out, var_out, momentum)."""
+    norms = []
+    for m in SIZES[1:-1]:
+        gamma, beta = 1 + 0.1 * rng.standard_normal(m), 0.1 * rng.standard_normal(m)
+        norms.append([a.astype(dtype) for a in (gamma, beta, np.zeros(m), np.zeros(m),
+                                                 np.zeros(m), np.ones(m), np.empty(m),
+                                                 np.empty(m))] + [0.9])
+    return norms
+
+
+def _frozen(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _other_byte_order(a):
+    return a.astype(a.dtype.newbyteorder())
+
+
+@pytest.mark.parametrize("slot,layer,change,message", [
+    (0, 1, _other_byte_order, "gamma2:"),
+    (1, 0, lambda a: a[:-1].copy(), "beta1:"),
+    (2, 0, _frozen, "gamma1:"),                 # an output: must be writable
+    (4, 1, _other_byte_order, "running_mean2:"),
+    (5, 0, lambda a: a.astype(np.float32), "running_var1:"),
+    (7, 1, _frozen, "running_var2:"),
+])
+def test_extend_step_checks_each_batch_norm_array(slot, layer, change, message):
+    x, t, weights, biases = _setup()
+    norms = _norms(np.random.default_rng(1))
+    norms[layer][slot] = change(norms[layer][slot])
+    norms = [tuple(norm) for norm in norms]
+    step = _backend.train_extend.ExtendStep(SIZES, len(x), np.float64, "relu", True, False)
+    before = [a.copy() for a in weights + biases]
+    with pytest.raises(ValueError, match=message):
+        step.step(x, t, weights, biases, weights, biases, -0.1, 1.0, 1.0, norms, ())
+    assert all(np.array_equal(a, b) for a, b in zip(before, weights + biases))
