@@ -55,12 +55,13 @@ cdef inline void *param_data(object array, str name, int index, Py_ssize_t rows,
     asked.  Every test is a C comparison: a step checks some 40 arrays a call."""
     cdef cnp.ndarray a
     cdef int ndim = 1 if rows < 0 else 2
+    cdef int typenum = cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE
     cdef tuple shape
     if not cnp.PyArray_Check(array):
         raise TypeError(f"{name}{index}: expected a NumPy array, got {type(array).__name__}")
     a = <cnp.ndarray>array
-    if (cnp.PyArray_TYPE(a) == (cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE)
-            and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_NDIM(a) == ndim and cnp.PyArray_DIM(a, ndim - 1) == cols
+    if (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISNOTSWAPPED(a)
+            and cnp.PyArray_NDIM(a) == ndim and cnp.PyArray_DIM(a, ndim - 1) == cols
             and (ndim == 1 or cnp.PyArray_DIM(a, 0) == rows)
             and cnp.PyArray_IS_C_CONTIGUOUS(a)
             and (cnp.PyArray_ISWRITEABLE(a) or not writable)):
