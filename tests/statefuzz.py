@@ -10,8 +10,8 @@ reference twin from the same arguments, then interleaves on them:
   sometimes not);
 * reassigning any public attribute of the layer (``W``, ``mask``, ``x``,
   ``original_x_shape``, ``y``, ``running_mean``, ``stride``...) with a value
-  derived from the current one: another dtype, layout or shape, a list,
-  None, a scalar nearby;
+  derived from the current one: another dtype, byte order, layout or
+  shape, the same values at an odd address, a list, None, a scalar nearby;
 * changing in place an array the layer holds, or an input it was given;
 * copying the layer (``copy.deepcopy`` or pickle) and going on with the copy.
 
@@ -266,7 +266,14 @@ def _replacements(value, rng):
                value.astype(bool)]
         readonly = np.array(value)
         readonly.setflags(write=False)
-        return out + [readonly]
+        out.append(readonly)
+        if value.dtype.kind in "fiu" and value.dtype.itemsize > 1:
+            # the same numbers in the other byte order (same type number: a kernel
+            # checking only that reads the swapped bytes), and at an odd address
+            out.append(value.astype(value.dtype.newbyteorder()))
+            out.append(np.frombuffer(b"\0" + value.tobytes(), value.dtype,
+                                     offset=1).reshape(value.shape))
+        return out
     if isinstance(value, (bool, np.bool_)):
         return [not value, None, 1]
     if isinstance(value, (int, np.integer)):
