@@ -22,6 +22,8 @@ After ``train_step`` the layers' running statistics are new arrays, as
 after a training ``forward``; their other cached attributes (``xc``,
 ``mask``, ``dW``...) are not refreshed.
 """
+import functools
+
 import numpy as np
 
 from . import _backend, _checks
@@ -31,6 +33,20 @@ from .reference import layers as _reference_layers
 from .reference.networks import gradient_step
 
 __all__ = ["ExtendTrainStep"]
+
+
+@functools.lru_cache(maxsize=64)
+def _hidden_keys(sizes):
+    """Per hidden layer of a net of ``sizes``: (i, width, the keys of its
+    BatchNorm layer, gamma, beta and Dropout layer), made once."""
+    return tuple((i, sizes[i], f"BatchNorm{i}", f"gamma{i}", f"beta{i}", f"Dropout{i}")
+                 for i in range(1, len(sizes) - 1))
+
+
+def _fits_statistic(value, dtype, width):
+    """Whether a running statistic is one the compiled step can take as it is."""
+    return (isinstance(value, np.ndarray) and value.dtype == dtype
+            and value.shape == (width,) and value.flags.c_contiguous)
 
 
 class _ExtendWorkspace:
@@ -45,8 +61,10 @@ class _ExtendWorkspace:
         self.x = np.empty((n, sizes[0]), dtype)
         self.grads = {key: np.empty_like(param) for key, param in net.params.items()}
         n_affine = len(sizes) - 1
-        self.grad_W = [self.grads[f"W{i}"] for i in range(1, n_affine + 1)]
-        self.grad_b = [self.grads[f"b{i}"] for i in range(1, n_affine + 1)]
+        self.weight_keys = [f"W{i}" for i in range(1, n_affine + 1)]
+        self.bias_keys = [f"b{i}" for i in range(1, n_affine + 1)]
+        self.grad_W = [self.grads[key] for key in self.weight_keys]
+        self.grad_b = [self.grads[key] for key in self.bias_keys]
 
 
 class ExtendTrainStep:
@@ -61,36 +79,38 @@ class ExtendTrainStep:
             ws = self._workspace = _ExtendWorkspace(self, n)
         return ws
 
-    def _layer_state(self, n):
-        """``(norms, dropouts, new_statistics)`` for ExtendStep.step but for
-        the outputs of gamma and beta, or None when a layer is not as built
-        (then the layer-by-layer path runs).  new_statistics: per BatchNorm
+    def _layer_state(self):
+        """``(norms, dropouts, new_statistics)`` for ExtendStep.step, or None
+        when a layer is not as built (then the layer-by-layer path runs).
+        norms: per BatchNorm layer the tuple the step takes, with gamma and
+        beta as their own outputs (the fused SGD update; train_step swaps in
+        gradient arrays for other optimizers); new_statistics: per BatchNorm
         layer, (layer, mean_out, var_out), the arrays the step fills."""
         norms, dropouts, statistics = [], [], []
-        dtype, params = self.dtype, self.params
-        for i in range(1, self.n_affine):
-            width = self._sizes[i]
+        dtype, params, layers = self.dtype, self.params, self.layers
+        for i, width, bn_key, gamma_key, beta_key, dropout_key in _hidden_keys(tuple(self._sizes)):
             if self.use_batchnorm:
-                layer = self.layers.get(f"BatchNorm{i}")
-                gamma, beta = params.get(f"gamma{i}"), params.get(f"beta{i}")
+                layer = layers.get(bn_key)
+                gamma, beta = params.get(gamma_key), params.get(beta_key)
                 if not (isinstance(layer, _reference_layers.BatchNormalization)
                         and layer.gamma is gamma and layer.beta is beta
                         and isinstance(layer.momentum, float)):
                     return None
-                running = []
-                for value in (layer.running_mean, layer.running_var):
-                    if value is None:
-                        value = np.zeros(width, dtype)
-                    elif not (isinstance(value, np.ndarray) and value.dtype == dtype
-                              and value.shape == (width,) and value.flags.c_contiguous):
-                        return None
-                    running.append(value)
+                mean, var = layer.running_mean, layer.running_var
+                if mean is None:
+                    mean = np.zeros(width, dtype)
+                elif not _fits_statistic(mean, dtype, width):
+                    return None
+                if var is None:
+                    var = np.zeros(width, dtype)
+                elif not _fits_statistic(var, dtype, width):
+                    return None
                 mean_out, var_out = np.empty(width, dtype), np.empty(width, dtype)
-                norms.append([gamma, beta, None, None, *running, mean_out, var_out,
-                              layer.momentum])
+                norms.append((gamma, beta, gamma, beta, mean, var, mean_out, var_out,
+                              layer.momentum))
                 statistics.append((layer, mean_out, var_out))
             if self.use_dropout:
-                layer = self.layers.get(f"Dropout{i}")
+                layer = layers.get(dropout_key)
                 if not isinstance(layer, _reference_layers.Dropout):
                     return None
                 ratio = _checks.check_unit_interval("dropout_ratio", layer.dropout_ratio,
@@ -106,27 +126,24 @@ class ExtendTrainStep:
         n = x2d.shape[0]
         state = None
         if _backend.COMPILED and self.dtype in _backend.KERNELS:
-            state = self._layer_state(n)
+            state = self._layer_state()
         if state is None:
             _checks.check_blas_size(N=n, widest_layer=max(self._sizes))
             return gradient_step(self, x, t, optimizer)
         norms, dropouts, statistics = state
         ws = self._get_workspace(n)
+        fused_sgd = _optimizers.is_fusable_sgd(optimizer)
+        if not fused_sgd:              # the step writes dgamma, dbeta into ws.grads
+            norms = [norm[:2] + (ws.grads[gamma_key], ws.grads[beta_key]) + norm[4:]
+                     for norm, (_, _, _, gamma_key, beta_key, _)
+                     in zip(norms, _hidden_keys(tuple(self._sizes)))]
         x_in, t = self._step_inputs(ws, x2d, t)
         params = self.params
-        n_affine = self.n_affine
-        weights = [params[f"W{i}"] for i in range(1, n_affine + 1)]
-        biases = [params[f"b{i}"] for i in range(1, n_affine + 1)]
+        weights = [params[key] for key in ws.weight_keys]
+        biases = [params[key] for key in ws.bias_keys]
         lam = self.weight_decay_lambda
         # the loss is at the parameters before the update: weight decay first
         decay_loss = self._weight_decay_loss()
-        fused_sgd = _optimizers.is_fusable_sgd(optimizer)
-        for i, norm in enumerate(norms, start=1):
-            if fused_sgd:                              # gamma, beta updated in place
-                norm[2], norm[3] = norm[0], norm[1]
-            else:
-                norm[2], norm[3] = ws.grads[f"gamma{i}"], ws.grads[f"beta{i}"]
-        norms = [tuple(norm) for norm in norms]
         try:
             if fused_sgd:
                 # W = (1 - lr*lam) W - lr x.T dz, b = b - lr sum(dz), gamma, beta likewise
