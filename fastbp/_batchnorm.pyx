@@ -118,4 +118,5 @@ def bn_backward(dout, xn, xc, const floating[::1] std, gamma, dx, dgamma, dbeta)
     cdef floating *dgamma_p = <floating *>_data(dgamma, "dgamma", t, -1, d, True)
     cdef floating *dbeta_p = <floating *>_data(dbeta, "dbeta", t, -1, d, True)
     with nogil:
-        _loops.bn_backward(dout_p, xn_p, xc_p, &std[0], gamma_p, dx_p, dgamma_p, dbeta_p, n, d)
+        _loops.bn_backward(dout_p, xn_p, xc_p, &std[0], gamma_p, dx_p, dgamma_p, dbeta_p,
+                           NULL, n, d)

@@ -209,21 +209,23 @@ cdef inline void bn_forward_test(const floating *x, const floating *gamma,
 cdef extern from "fb_loops.h" nogil:
     void fb_bn_backward_f(const float *dout, const float *xn, const float *xc,
                           const float *std, const float *gamma, float *dx, float *dgamma,
-                          float *dbeta, Py_ssize_t n, Py_ssize_t d)
+                          float *dbeta, float *dx_sums, Py_ssize_t n, Py_ssize_t d)
     void fb_bn_backward_d(const double *dout, const double *xn, const double *xc,
                           const double *std, const double *gamma, double *dx,
-                          double *dgamma, double *dbeta, Py_ssize_t n, Py_ssize_t d)
+                          double *dgamma, double *dbeta, double *dx_sums, Py_ssize_t n,
+                          Py_ssize_t d)
 
 cdef inline void bn_backward(const floating *dout, const floating *xn, const floating *xc,
                              const floating *std, const floating *gamma, floating *dx,
-                             floating *dgamma, floating *dbeta, Py_ssize_t n,
-                             Py_ssize_t d) noexcept nogil:
+                             floating *dgamma, floating *dbeta, floating *dx_sums,
+                             Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     """Batch-norm backward, n, d >= 1: dx (n, d), dgamma = sum(xn * dout),
-    dbeta = sum(dout) (d,)."""
+    dbeta = sum(dout) (d,); unless dx_sums is NULL, dx_sums (d,) = dx's
+    column sums, rows added in order from 0."""
     if floating is float:
-        fb_bn_backward_f(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d)
+        fb_bn_backward_f(dout, xn, xc, std, gamma, dx, dgamma, dbeta, dx_sums, n, d)
     else:
-        fb_bn_backward_d(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d)
+        fb_bn_backward_d(dout, xn, xc, std, gamma, dx, dgamma, dbeta, dx_sums, n, d)
 
 
 # ---- dropout (src/fb_dropout.h) ------------------------------------------------

@@ -217,7 +217,7 @@ cdef double _train_step(MLPStep s, const floating *x, const int64_t *labels,
         h_in = x if i == 0 else <floating *>s.h_p[i - 1]
         dense_backward(<floating *>s.dz_p[i], h_in, W,
                        NULL if i == 0 else <floating *>s.dh_p[i - 1],
-                       W_out, b_out, n, d, m, alpha, beta, bias_beta)
+                       W_out, b_out, n, d, m, alpha, beta, bias_beta, NULL)
         if i > 0:
             activation_backward(s.relu, <floating *>s.dh_p[i - 1], <floating *>s.h_p[i - 1],
                                  s.mask_p[i - 1], <floating *>s.dz_p[i - 1],

@@ -23,7 +23,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from ._bitgen cimport open_stream
-from ._dense cimport dense_backward, dense_forward
+from ._dense cimport combine, dense_backward, dense_forward
 from ._loops cimport fb_dropout_stream
 from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
                       meets_outputs, outputs_overlap, param_data, param_slot_bytes,
@@ -39,7 +39,7 @@ cnp.import_array()
 # Buffers of a layer, slots of ExtendStep.buf_p (BUFFERS per layer).  Without
 # batch norm U is Z and DZ is DU; without dropout H is A and DA is DH.
 cdef enum:
-    Z, XC, XN, U, STD, A, MASK, KEEP, H, DH, DA, DU, DZ, DGAMMA, DBETA, BUFFERS
+    Z, XC, XN, U, STD, A, MASK, KEEP, H, DH, DA, DU, DZ, DGAMMA, DBETA, DZ_SUMS, BUFFERS
 # Parameters of a layer, slots of ExtendStep.param_p (PARAMS per layer).
 cdef enum:
     W_IN, B_IN, W_OUT, B_OUT, GAMMA_IN, BETA_IN, GAMMA_OUT, BETA_OUT, MEAN_IN, VAR_IN, \
@@ -69,7 +69,7 @@ cdef class ExtendStep:
     cdef readonly object dtype
     cdef readonly bint relu, batchnorm, dropout
     cdef readonly list z, xc, xn, u, std, a, relu_mask, keep, h, dh, da, du, dz
-    cdef readonly list dgamma, dbeta
+    cdef readonly list dgamma, dbeta, dz_sums
     cdef readonly object y, per_sample_loss
     cdef int n_layers
     cdef bint is_float
@@ -116,6 +116,7 @@ cdef class ExtendStep:
         self.dz = [np.empty((batch, m), dtype) for m in self.sizes[1:]]
         self.xc, self.xn, self.u, self.std = matrices(bn), matrices(bn), matrices(bn), vectors(bn)
         self.dgamma, self.dbeta = vectors(bn), vectors(bn)
+        self.dz_sums = vectors(bn)           # dz.sum(0), summed by batch norm's backward
         self.a, self.dh, self.du = matrices(), matrices(), matrices(bn)
         self.relu_mask = masks(self.relu)
         self.keep, self.h, self.da = masks(drop), matrices(drop), matrices(drop)
@@ -145,7 +146,8 @@ cdef class ExtendStep:
             self.buf_p[BUFFERS * i + DZ] = cnp.PyArray_DATA(<cnp.ndarray>self.dz[i])
         for i in range(n_layers - 1):
             for slot, arrays in ((XC, self.xc), (XN, self.xn), (U, self.u), (STD, self.std),
-                                 (DGAMMA, self.dgamma), (DBETA, self.dbeta), (A, self.a),
+                                 (DGAMMA, self.dgamma), (DBETA, self.dbeta),
+                                 (DZ_SUMS, self.dz_sums), (A, self.a),
                                  (DH, self.dh), (DU, self.du), (MASK, self.relu_mask),
                                  (KEEP, self.keep), (H, self.h), (DA, self.da)):
                 if arrays:
@@ -269,18 +271,6 @@ cdef class ExtendStep:
         return total
 
 
-cdef inline void _combine(floating *out, const floating *grad, const floating *param,
-                          Py_ssize_t m, floating alpha, floating param_beta) noexcept nogil:
-    """out = alpha * grad + param_beta * param (param_beta == 0: param not read)."""
-    cdef Py_ssize_t j
-    if param_beta == 0:
-        for j in range(m):
-            out[j] = alpha * grad[j]
-    else:
-        for j in range(m):
-            out[j] = alpha * grad[j] + param_beta * param[j]
-
-
 cdef double _extend_step(ExtendStep s, const floating *x, const int64_t *labels,
                          const floating *target, floating alpha, floating beta,
                          floating bias_beta) noexcept nogil:
@@ -333,7 +323,8 @@ cdef double _extend_step(ExtendStep s, const floating *x, const int64_t *labels,
         h_in = x if i == 0 else <floating *>s.buf_p[BUFFERS * (i - 1) + H]
         dense_backward(<floating *>buf[DZ], h_in, W,
                        NULL if i == 0 else <floating *>s.buf_p[BUFFERS * (i - 1) + DH],
-                       W_out, b_out, n, d, m, alpha, beta, bias_beta)
+                       W_out, b_out, n, d, m, alpha, beta, bias_beta,
+                       <floating *>buf[DZ_SUMS] if s.batchnorm and i < L - 1 else NULL)
         if i > 0:
             _hidden_backward(s, i - 1, n, alpha, bias_beta)
     return total
@@ -356,8 +347,8 @@ cdef inline void _hidden_backward(ExtendStep s, int i, int n, floating alpha,
         _loops.bn_backward(<floating *>buf[DU], <floating *>buf[XN], <floating *>buf[XC],
                            <floating *>buf[STD], <floating *>par[GAMMA_IN],
                            <floating *>buf[DZ], <floating *>buf[DGAMMA],
-                           <floating *>buf[DBETA], n, m)
-        _combine(<floating *>par[GAMMA_OUT], <floating *>buf[DGAMMA],
+                           <floating *>buf[DBETA], <floating *>buf[DZ_SUMS], n, m)
+        combine(<floating *>par[GAMMA_OUT], <floating *>buf[DGAMMA],
                  <floating *>par[GAMMA_IN], m, alpha, bias_beta)
-        _combine(<floating *>par[BETA_OUT], <floating *>buf[DBETA],
+        combine(<floating *>par[BETA_OUT], <floating *>buf[DBETA],
                  <floating *>par[BETA_IN], m, alpha, bias_beta)

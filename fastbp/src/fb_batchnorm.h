@@ -7,7 +7,7 @@
  *   fb_bn_forward_train   batch mean and biased variance, xc, xn, out, std
  *                         and the running statistics, in one sweep of memory
  *   fb_bn_forward_test    out from the running statistics
- *   fb_bn_backward        dx, dgamma, dbeta
+ *   fb_bn_backward        dx, dgamma, dbeta (and, if asked, dx's column sums)
  * All arrays C-contiguous: x, xc, xn, out, dout, dx (n, d); the others (d,).
  *
  * Same numbers as NumPy on the book's expressions: every element goes
@@ -362,8 +362,8 @@ FB_BN_INLINE void FB_NAME(fb_bn_block_sums)(
 FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
-        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d,
-        ptrdiff_t j0, ptrdiff_t w)
+        FB_T *restrict dgamma, FB_T *restrict dbeta, FB_T *restrict dx_sums, ptrdiff_t n,
+        ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w)
 {
     FB_T dvar[FB_BN_MAX_COLS], dmu[FB_BN_MAX_COLS];
     const FB_T count = (FB_T)n;
@@ -383,18 +383,34 @@ FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
     }
     for (ptrdiff_t j = 0; j < w; j++)
         dmu[j] = dmu[j] / count;                         /* dmu / n */
-    for (ptrdiff_t i = 0; i < n; i++) {                 /* dx = dxc - dmu / n */
-        FB_T *oi = dx + i * d + j0;
-        for (ptrdiff_t j = 0; j < w; j++)
-            oi[j] = oi[j] - dmu[j];
+    if (dx_sums == NULL) {
+        for (ptrdiff_t i = 0; i < n; i++) {             /* dx = dxc - dmu / n */
+            FB_T *oi = dx + i * d + j0;
+            for (ptrdiff_t j = 0; j < w; j++)
+                oi[j] = oi[j] - dmu[j];
+        }
+        return;
     }
+    FB_T sums[FB_BN_MAX_COLS];                          /* and dx's column sums */
+    for (ptrdiff_t j = 0; j < w; j++)
+        sums[j] = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        FB_T *oi = dx + i * d + j0;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            FB_T v = oi[j] - dmu[j];
+            oi[j] = v;
+            sums[j] += v;
+        }
+    }
+    for (ptrdiff_t j = 0; j < w; j++)
+        dx_sums[j0 + j] = sums[j];
 }
 
 /* One column (d == 1): pairwise sums, dx holding each summand first. */
 FB_BN_INLINE void FB_NAME(fb_bn_backward_column)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
-        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n)
+        FB_T *restrict dgamma, FB_T *restrict dbeta, FB_T *restrict dx_sums, ptrdiff_t n)
 {
     const FB_T count = (FB_T)n, half = (FB_T)0.5;
     const FB_T two_over_n = (FB_T)(2.0 / (double)n);
@@ -416,21 +432,29 @@ FB_BN_INLINE void FB_NAME(fb_bn_backward_column)(
     FB_T dmu_over_n = ((FB_T)0 + FB_NAME(fb_pairwise_sum)(dx, n)) / count;
     for (ptrdiff_t i = 0; i < n; i++)
         dx[i] = dx[i] - dmu_over_n;
+    if (dx_sums != NULL) {                              /* in row order, from 0 */
+        FB_T sum = 0;
+        for (ptrdiff_t i = 0; i < n; i++)
+            sum += dx[i];
+        dx_sums[0] = sum;
+    }
 }
 
 FB_CLONES static void FB_NAME(fb_generic_bn_backward)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
-        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d)
+        FB_T *restrict dgamma, FB_T *restrict dbeta, FB_T *restrict dx_sums, ptrdiff_t n,
+        ptrdiff_t d)
 {
     if (d == 1) {
-        FB_NAME(fb_bn_backward_column)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n);
+        FB_NAME(fb_bn_backward_column)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, dx_sums,
+                                       n);
         return;
     }
     ptrdiff_t w = fb_bn_block_cols(n, d, sizeof(FB_T), 3);   /* dout, xc, dx: read again */
     for (ptrdiff_t j0 = 0; j0 < d; j0 += w)
-        FB_NAME(fb_bn_backward_block)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d, j0,
-                                      w < d - j0 ? w : d - j0);
+        FB_NAME(fb_bn_backward_block)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, dx_sums, n,
+                                      d, j0, w < d - j0 ? w : d - j0);
 }
 
 /* ---- AVX-512: streaming stores for batches far larger than the caches --- */
@@ -576,14 +600,17 @@ static inline void FB_NAME(fb_bn_forward_test)(
 
 /* Backward of a training-mode forward: from dout (n, d) and what the forward
    kept (xn, xc, std), dx (n, d), dgamma = sum(xn * dout) and
-   dbeta = sum(dout) (d,).  n >= 1, d >= 1. */
+   dbeta = sum(dout) (d,); dx_sums (d,), unless NULL, = dx's column sums,
+   its rows added in order from 0 (what a following affine's bias gradient
+   sums).  n >= 1, d >= 1. */
 static inline void FB_NAME(fb_bn_backward)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
-        FB_T *restrict dgamma, FB_T *restrict dbeta, ptrdiff_t n, ptrdiff_t d)
+        FB_T *restrict dgamma, FB_T *restrict dbeta, FB_T *restrict dx_sums, ptrdiff_t n,
+        ptrdiff_t d)
 {
 #if FB_AVX512_MODE
-    if (d >= 2 && fb_use_avx512() && FB_NAME(fb_stream_pays)(dx, n * d)) {
+    if (d >= 2 && dx_sums == NULL && fb_use_avx512() && FB_NAME(fb_stream_pays)(dx, n * d)) {
         ptrdiff_t block = fb_bn_block_cols(n, d, sizeof(FB_T), 3);
         FB_T *scratch = (FB_T *)malloc((size_t)(n * block) * sizeof(FB_T));
         if (scratch != NULL) {
@@ -594,5 +621,6 @@ static inline void FB_NAME(fb_bn_backward)(
         }
     }
 #endif
-    FB_NAME(fb_generic_bn_backward)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, n, d);
+    FB_NAME(fb_generic_bn_backward)(dout, xn, xc, std, gamma, dx, dgamma, dbeta, dx_sums, n,
+                                    d);
 }
