@@ -200,3 +200,35 @@ def test_extend_step_checks_each_batch_norm_array(slot, layer, change, message):
     with pytest.raises(ValueError, match=message):
         step.step(x, t, weights, biases, weights, biases, -0.1, 1.0, 1.0, norms, ())
     assert all(np.array_equal(a, b) for a, b in zip(before, weights + biases))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hidden", [(5, 4), (300, 1), (1, 3)])
+def test_extend_step_bias_gradients_are_the_column_sums_of_dz(dtype, hidden):
+    # Batch norm's backward sums dz as it writes it; the affine's db must be
+    # exactly dz.sum(0) with the rows added in order (NumPy's axis-0 order
+    # for two or more columns; a plain running sum for one).
+    sizes = (6, *hidden, 4)
+    rng = np.random.default_rng(2)
+    n = 9
+    x = rng.standard_normal((n, sizes[0])).astype(dtype)
+    t = rng.integers(0, sizes[-1], n)
+    weights = [(0.5 * rng.standard_normal((d, m))).astype(dtype)
+               for d, m in zip(sizes, sizes[1:])]
+    biases = [(0.1 * rng.standard_normal(m)).astype(dtype) for m in sizes[1:]]
+    norms = []
+    for m in hidden:
+        norms.append(((1 + 0.1 * rng.standard_normal(m)).astype(dtype),
+                      (0.1 * rng.standard_normal(m)).astype(dtype),
+                      np.empty(m, dtype), np.empty(m, dtype), np.zeros(m, dtype),
+                      np.zeros(m, dtype), np.empty(m, dtype), np.empty(m, dtype), 0.9))
+    grad_W = [np.empty_like(W) for W in weights]
+    grad_b = [np.empty_like(b) for b in biases]
+    step = _backend.train_extend.ExtendStep(sizes, n, dtype, "relu", True, False)
+    step.step(x, t, weights, biases, grad_W, grad_b, 1.0, 0.0, 0.0, norms, ())
+    for dz, db in zip(step.dz, grad_b):
+        want = np.zeros(dz.shape[1], dtype)
+        for row in dz:                               # rows in order, from 0
+            want = want + row
+        assert np.array_equal(db, want)
+        assert np.abs(db).max() > 0
