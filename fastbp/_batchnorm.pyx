@@ -21,7 +21,8 @@ cdef void *_data(object a, str name, int typenum, Py_ssize_t rows, Py_ssize_t co
                  bint writable) except NULL:
     """The data of ``a`` after checking it is a C-contiguous array of
     ``typenum`` in native byte order, shape (rows, cols) (or (cols,) when
-    rows < 0) and, if asked, writable.  ``rows`` == -2: any number of rows (the caller reads it)."""
+    rows < 0) and, if asked, writable.  ``rows`` == -2: any number of rows
+    (the caller reads it)."""
     cdef cnp.ndarray arr
     cdef bint ok
     if not cnp.PyArray_Check(a):

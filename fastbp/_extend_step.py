@@ -43,10 +43,16 @@ def _hidden_keys(sizes):
                  for i in range(1, len(sizes) - 1))
 
 
-def _fits_statistic(value, dtype, width):
-    """Whether a running statistic is one the compiled step can take as it is."""
-    return (isinstance(value, np.ndarray) and value.dtype == dtype
-            and value.shape == (width,) and value.flags.c_contiguous)
+def _step_statistic(value, dtype, width):
+    """A running statistic as the compiled step takes it: the array itself,
+    zeros for None (before the first forward), or None when the step can't
+    take it (then the layer-by-layer path runs)."""
+    if value is None:
+        return np.zeros(width, dtype)
+    if (isinstance(value, np.ndarray) and value.dtype == dtype
+            and value.shape == (width,) and value.flags.c_contiguous):
+        return value
+    return None
 
 
 class _ExtendWorkspace:
@@ -88,7 +94,7 @@ class ExtendTrainStep:
         layer, (layer, mean_out, var_out), the arrays the step fills."""
         norms, dropouts, statistics = [], [], []
         dtype, params, layers = self.dtype, self.params, self.layers
-        for i, width, bn_key, gamma_key, beta_key, dropout_key in _hidden_keys(tuple(self._sizes)):
+        for i, width, bn_key, gamma_key, beta_key, dropout_key in _hidden_keys(self._sizes):
             if self.use_batchnorm:
                 layer = layers.get(bn_key)
                 gamma, beta = params.get(gamma_key), params.get(beta_key)
@@ -96,14 +102,9 @@ class ExtendTrainStep:
                         and layer.gamma is gamma and layer.beta is beta
                         and isinstance(layer.momentum, float)):
                     return None
-                mean, var = layer.running_mean, layer.running_var
-                if mean is None:
-                    mean = np.zeros(width, dtype)
-                elif not _fits_statistic(mean, dtype, width):
-                    return None
-                if var is None:
-                    var = np.zeros(width, dtype)
-                elif not _fits_statistic(var, dtype, width):
+                mean = _step_statistic(layer.running_mean, dtype, width)
+                var = _step_statistic(layer.running_var, dtype, width)
+                if mean is None or var is None:
                     return None
                 mean_out, var_out = np.empty(width, dtype), np.empty(width, dtype)
                 norms.append((gamma, beta, gamma, beta, mean, var, mean_out, var_out,
@@ -136,7 +137,7 @@ class ExtendTrainStep:
         if not fused_sgd:              # the step writes dgamma, dbeta into ws.grads
             norms = [norm[:2] + (ws.grads[gamma_key], ws.grads[beta_key]) + norm[4:]
                      for norm, (_, _, _, gamma_key, beta_key, _)
-                     in zip(norms, _hidden_keys(tuple(self._sizes)))]
+                     in zip(norms, _hidden_keys(self._sizes))]
         x_in, t = self._step_inputs(ws, x2d, t)
         params = self.params
         weights = [params[key] for key in ws.weight_keys]
