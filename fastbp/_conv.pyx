@@ -208,6 +208,7 @@ def conv_backward(const floating[::1] x, tuple x_shape, tuple x_strides,
     cdef bint with_dx = dx.shape[0] > 0, masked = relu_input is not None, direct
     cdef Py_ssize_t rows, imgs, n0, n1, r0, r1, i0, J
     cdef floating *part
+    cdef floating *dW_t = NULL
     cdef floating beta = 0
     cdef const floating *block
     dxl.n = dxl.c = hl.n = hl.c = 0
@@ -234,6 +235,13 @@ def conv_backward(const floating[::1] x, tuple x_shape, tuple x_strides,
     rows = _block_rows(&g, K, col_buffer.shape[0], dl.n == P and dl.c >= g.n * P)
     imgs = rows // g.oh if rows >= g.oh else 1      # images a group (dx zeroed, masked)
     direct = _direct(&x[0], &g, col_buffer.shape[0])
+    if not direct:
+        # dW is accumulated transposed, dW.T (K, F) = colT @ dout.T: OpenBLAS
+        # runs that product 1.2-1.8x faster than dout @ colT.T (DeepConvNet's
+        # convolutions, float32), and the (K, F) transpose costs nothing.
+        dW_t = <floating *>malloc(K * F * sizeof(floating))
+        if dW_t == NULL:
+            raise MemoryError()
     if direct:
         part = <floating *>malloc(16 * F * K * sizeof(floating))
         if part == NULL:
@@ -263,8 +271,8 @@ def conv_backward(const floating[::1] x, tuple x_shape, tuple x_strides,
                 block = &dout[0] + i0 * dl.n + (r0 - i0 * g.oh) * g.ow
                 if not direct:          # (the direct loops computed dW already)
                     _loops.im2col_t(&x[0], xl, &g, r0, r1, &col_buffer[0])
-                    gemm_rowmajor(False, True, <int>F, <int>K, <int>J, <floating>1, block,
-                                  <int>dl.c, &col_buffer[0], <int>J, beta, &dW[0, 0], <int>K)
+                    gemm_rowmajor(False, True, <int>K, <int>F, <int>J, <floating>1,
+                                  &col_buffer[0], <int>J, block, <int>dl.c, beta, dW_t, <int>F)
                     beta = 1
                 if with_dx:
                     gemm_rowmajor(True, False, <int>K, <int>J, <int>F, <floating>1, &W[0, 0],
@@ -275,6 +283,10 @@ def conv_backward(const floating[::1] x, tuple x_shape, tuple x_strides,
             if masked:
                 _loops.relu_mask_images(&dx[0], dxl, &relu_input[0], hl, n0, n1, g.c, HW)
             n0 = n1
+        if not direct:
+            _loops.transpose(dW_t, K, F, &dW[0, 0])
+    if not direct:
+        free(dW_t)
 
 
 # ---------------------------------------------------------------------------

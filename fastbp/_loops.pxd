@@ -382,6 +382,15 @@ cdef inline void relu_mask_images(floating *dx, fb_layout dl, const floating *h,
         fb_relu_mask_images_d(dx, dl, h, hl, n0, n1, c, hw)
 
 
+cdef inline void transpose(const floating *a, Py_ssize_t rows, Py_ssize_t cols,
+                           floating *out) noexcept nogil:
+    """out (cols, rows) = the transpose of a (rows, cols), both C-contiguous."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            out[j * rows + i] = a[i * cols + j]
+
+
 cdef extern from "fb_loops.h" nogil:
     void fb_channel_sums_f(const float *dout, fb_layout dl, Py_ssize_t n, Py_ssize_t c,
                            Py_ssize_t hw, float *db, int accumulate)
