@@ -32,7 +32,7 @@ import numpy as np
 from . import _backend, _checks
 from . import _conv_checks as _conv
 from . import optimizers as _optimizers
-from ._conv_layers import BLOCK_BYTES
+from ._conv_layers import block_buffer_size
 from .reference import convnets as _reference_convnets
 from .reference import layers as _reference_layers
 
@@ -73,7 +73,7 @@ class _Conv:
         self.out = np.empty(n * f * out_h * out_w, ws.dtype)
         self.dx = None if first else np.empty(n * c * h * w, ws.dtype)
         self.relu, self.relu_input = relu, relu_input
-        self.block = max(self.taps * out_w, BLOCK_BYTES // ws.dtype.itemsize)
+        self.block = block_buffer_size(self.taps, out_w, ws.dtype.itemsize)
         _checks.check_blas_size(positions=n * out_h * out_w, taps=self.taps, filters=f)
 
     def forward(self, ws, x):
@@ -199,7 +199,7 @@ class _Workspace:
         a = self._blocks.get(name)
         if a is None or a.size < size:
             a = self._blocks[name] = np.empty(size, self.dtype)
-        return a
+        return a[:size]             # (its size sets the kernels' block)
 
     def run(self, net, train, sgd):
         """Set what a call uses: the network's params and layers, dropout's
