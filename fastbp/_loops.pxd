@@ -321,6 +321,41 @@ cdef inline void im2col_t(const floating *x, fb_layout xl, const fb_window *g, P
 
 
 cdef extern from "fb_loops.h" nogil:
+    Py_ssize_t fb_im2col_rows_scratch(const fb_window *g, Py_ssize_t rows)
+    void fb_im2col_rows_f(const float *x, fb_layout xl, const fb_window *g, Py_ssize_t r0,
+                          Py_ssize_t r1, float *col, float *scratch)
+    void fb_im2col_rows_d(const double *x, fb_layout xl, const fb_window *g, Py_ssize_t r0,
+                          Py_ssize_t r1, double *col, double *scratch)
+    void fb_transpose_bias_relu_f(const float *outT, Py_ssize_t np, Py_ssize_t nf,
+                                  const float *b, int relu, float *out, Py_ssize_t ld)
+    void fb_transpose_bias_relu_d(const double *outT, Py_ssize_t np, Py_ssize_t nf,
+                                  const double *b, int relu, double *out, Py_ssize_t ld)
+
+cdef inline Py_ssize_t im2col_rows_scratch(const fb_window *g, Py_ssize_t rows) noexcept nogil:
+    """Elements of im2col_rows's scratch for blocks of up to rows output rows."""
+    return fb_im2col_rows_scratch(g, rows)
+
+cdef inline void im2col_rows(const floating *x, fb_layout xl, const fb_window *g,
+                             Py_ssize_t r0, Py_ssize_t r1, floating *col,
+                             floating *scratch) noexcept nogil:
+    """col ((r1 - r0)*ow, c*fh*fw): the taps of output rows [r0, r1), a row
+    per position (the book's layout)."""
+    if floating is float:
+        fb_im2col_rows_f(x, xl, g, r0, r1, col, scratch)
+    else:
+        fb_im2col_rows_d(x, xl, g, r0, r1, col, scratch)
+
+cdef inline void transpose_bias_relu(const floating *outT, Py_ssize_t np, Py_ssize_t nf,
+                                     const floating *b, bint relu, floating *out,
+                                     Py_ssize_t ld) noexcept nogil:
+    """out[f*ld + p] = outT[p*nf + f] + b[f] (no bias if b is NULL), ReLU if relu."""
+    if floating is float:
+        fb_transpose_bias_relu_f(outT, np, nf, b, relu, out, ld)
+    else:
+        fb_transpose_bias_relu_d(outT, np, nf, b, relu, out, ld)
+
+
+cdef extern from "fb_loops.h" nogil:
     void fb_col2im_t_add_f(float *colT, const fb_window *g, Py_ssize_t r0, Py_ssize_t r1,
                            float *dx, fb_layout dl)
     void fb_col2im_t_add_d(double *colT, const fb_window *g, Py_ssize_t r0,

@@ -150,7 +150,28 @@ def test_unit_stride_convolution_in_blocks_against_the_reference(case, dtype, bl
         taps = int(np.prod(w_shape[1:]))
         monkeypatch.setattr(fastbp._conv_layers, "BLOCK_BYTES",
                             block_rows * taps * x_shape[3] * np.dtype(dtype).itemsize)
+        monkeypatch.setattr(fastbp._conv_layers, "BLOCK_POSITIONS", 0)
     compiled_convolution_matches_the_reference(case, dtype, rng)
+
+
+# float32 forward GEMMs take one of two orientations by the filter count
+# (col @ W.T up to 32 filters, W @ colT above): both, with 3 x 3 taps (copied
+# four at a time) and 2 x 3 (one at a time), blocks of one row, of rows
+# starting mid-image and of several images
+@pytest.mark.parametrize("filters", [1, 32, 33])
+@pytest.mark.parametrize("block_rows", [1, 5, 14], ids=["1-row", "5-row", "2-image"])
+@pytest.mark.parametrize("case", [((3, 4, 7, 6), (3, 3), 1, 1), ((2, 3, 9, 8), (2, 3), 2, 0)],
+                         ids=case_id)
+def test_float32_forward_in_both_gemm_orientations_against_the_reference(case, block_rows,
+                                                                         filters, rng,
+                                                                         monkeypatch):
+    x_shape, (fh, fw), stride, pad = case
+    out_w = (x_shape[3] + 2 * pad - fw) // stride + 1
+    taps = x_shape[1] * fh * fw
+    monkeypatch.setattr(fastbp._conv_layers, "BLOCK_BYTES", block_rows * taps * out_w * 4)
+    monkeypatch.setattr(fastbp._conv_layers, "BLOCK_POSITIONS", 0)
+    compiled_convolution_matches_the_reference(
+        (x_shape, (filters, x_shape[1], fh, fw), stride, pad), np.float32, rng)
 
 
 @requires_book

@@ -79,6 +79,15 @@ static inline fb_unit_stride_run fb_unit_stride_run_at(const fb_window *g, ptrdi
     return run;
 }
 
+/* Elements of the scratch fb_im2col_rows needs for blocks of up to rows
+   output rows: one image's zero-bordered input rows for them, c planes of
+   span x (w + 2*pad), and a vector's slack for its overlapping copies. */
+static inline ptrdiff_t fb_im2col_rows_scratch(const fb_window *g, ptrdiff_t rows)
+{
+    ptrdiff_t r = rows < g->oh ? rows : g->oh;
+    return g->c * ((r - 1) * g->stride + g->fh) * (g->w + 2 * g->pad) + 4;
+}
+
 #endif /* FB_CONV_ONCE */
 
 /* ---- per dtype ---------------------------------------------------------- */
@@ -393,6 +402,119 @@ FB_CLONES static void FB_NAME(fb_generic_bias_relu)(FB_T *restrict out, ptrdiff_
     }
 }
 
+/* im2col of output rows [r0, r1) (r = image * oh + oy) of a batch x with
+   layout xl, in the book's layout: col ((r1 - r0)*ow, c*fh*fw), row
+   (r - r0)*ow + ox, column (ch*fh + ky)*fw + kx -- the A of
+   out.T = col @ W.T, whose rows are output positions.  Per image, the input
+   rows the block reads are copied zero-bordered into scratch (c planes of
+   span rows of wp = w + 2*pad; fb_im2col_rows_scratch), so that a
+   position's taps are, per (ch, ky), fw contiguous elements of scratch.
+   3 taps wide (the book's 3 x 3) they are copied as 4: each copy's extra
+   element is overwritten by the next one, and the last is copied exact. */
+FB_CLONES static void FB_NAME(fb_generic_im2col_rows)(const FB_T *restrict x, fb_layout xl,
+                                                      const fb_window *g, ptrdiff_t r0,
+                                                      ptrdiff_t r1, FB_T *restrict col,
+                                                      FB_T *restrict scratch)
+{
+    const ptrdiff_t wp = g->w + 2 * g->pad, s = g->stride, fw = g->fw, fh = g->fh;
+    const ptrdiff_t runs = g->c * fh;           /* (ch, ky) runs of fw taps a position */
+    FB_T *dst = col;
+    ptrdiff_t r = r0;
+    while (r < r1) {
+        const ptrdiff_t i = r / g->oh, oy0 = r % g->oh;
+        const ptrdiff_t rows = r1 - r < g->oh - oy0 ? r1 - r : g->oh - oy0;
+        const ptrdiff_t y0 = oy0 * s - g->pad, span = (rows - 1) * s + fh;
+        for (ptrdiff_t ch = 0; ch < g->c; ch++) {
+            const FB_T *plane = x + i * xl.n + ch * xl.c;
+            for (ptrdiff_t q = 0; q < span; q++) {
+                FB_T *row = scratch + (ch * span + q) * wp;
+                const ptrdiff_t y = y0 + q;
+                if (y < 0 || y >= g->h) {
+                    memset(row, 0, (size_t)wp * sizeof(FB_T));
+                    continue;
+                }
+                memset(row, 0, (size_t)g->pad * sizeof(FB_T));
+                memcpy(row + g->pad, plane + y * g->w, (size_t)g->w * sizeof(FB_T));
+                memset(row + g->pad + g->w, 0, (size_t)g->pad * sizeof(FB_T));
+            }
+        }
+        if (fh == 3 && fw == 3) {               /* the book's 3 x 3: straight-line copies */
+            const ptrdiff_t plane = span * wp, k = runs * 3;
+            for (ptrdiff_t oy = 0; oy < rows; oy++) {
+                for (ptrdiff_t ox = 0; ox < g->ow; ox++, dst += k) {
+                    const FB_T *src = scratch + oy * s * wp + ox * s;
+                    FB_T *d = dst;
+                    for (ptrdiff_t ch = 0; ch < g->c - 1; ch++, src += plane, d += 9) {
+                        memcpy(d, src, 4 * sizeof(FB_T));
+                        memcpy(d + 3, src + wp, 4 * sizeof(FB_T));
+                        memcpy(d + 6, src + 2 * wp, 4 * sizeof(FB_T));
+                    }
+                    memcpy(d, src, 4 * sizeof(FB_T));
+                    memcpy(d + 3, src + wp, 4 * sizeof(FB_T));
+                    memcpy(d + 6, src + 2 * wp, 3 * sizeof(FB_T));
+                }
+            }
+            r += rows;
+            continue;
+        }
+        for (ptrdiff_t oy = 0; oy < rows; oy++) {
+            for (ptrdiff_t ox = 0; ox < g->ow; ox++) {
+                const FB_T *first = scratch + oy * s * wp + ox * s;
+                FB_T *d = dst;
+                for (ptrdiff_t ch = 0; ch < g->c; ch++) {
+                    const FB_T *src = first + ch * span * wp;
+                    if (fw == 3) {
+                        const ptrdiff_t wide = ch == g->c - 1 ? fh - 1 : fh;
+                        for (ptrdiff_t ky = 0; ky < wide; ky++, src += wp, d += 3)
+                            memcpy(d, src, 4 * sizeof(FB_T));
+                        if (wide < fh) {
+                            memcpy(d, src, 3 * sizeof(FB_T));
+                            d += 3;
+                        }
+                    } else {
+                        for (ptrdiff_t ky = 0; ky < fh; ky++, src += wp, d += fw)
+                            for (ptrdiff_t kx = 0; kx < fw; kx++)
+                                d[kx] = src[kx];
+                    }
+                }
+                dst += runs * fw;
+            }
+        }
+        r += rows;
+    }
+}
+
+/* The epilogue of a block's GEMM in the book's orientation, outT (np, nf)
+   = col @ W.T: out[f*ld + p] = outT[p*nf + f] + b[f] (b may be NULL: no
+   bias), then ReLU (<= 0 -> +0, NaN kept) if relu -- transposed into the
+   engine's rows of positions, 16 positions at a time so that a tile of outT
+   stays in L1 while its nf rows of out are written. */
+FB_CLONES static void FB_NAME(fb_generic_transpose_bias_relu)(const FB_T *restrict outT,
+                                                              ptrdiff_t np, ptrdiff_t nf,
+                                                              const FB_T *restrict b, int relu,
+                                                              FB_T *restrict out, ptrdiff_t ld)
+{
+    for (ptrdiff_t p0 = 0; p0 < np; p0 += 16) {
+        const ptrdiff_t pn = np - p0 < 16 ? np - p0 : 16;
+        for (ptrdiff_t f = 0; f < nf; f++) {
+            const FB_T *src = outT + p0 * nf + f;
+            FB_T *dst = out + f * ld + p0;
+            if (b != NULL) {
+                const FB_T bias = b[f];
+                for (ptrdiff_t q = 0; q < pn; q++) {
+                    FB_T v = src[q * nf] + bias;
+                    dst[q] = relu && v <= (FB_T)0 ? (FB_T)0 : v;
+                }
+            } else {
+                for (ptrdiff_t q = 0; q < pn; q++) {
+                    FB_T v = src[q * nf];
+                    dst[q] = relu && v <= (FB_T)0 ? (FB_T)0 : v;
+                }
+            }
+        }
+    }
+}
+
 /* Zero the planes of images [n0, n1), every channel, of a batch with layout l. */
 static inline void FB_NAME(fb_zero_images)(FB_T *x, fb_layout l, ptrdiff_t n0, ptrdiff_t n1,
                                     ptrdiff_t c, ptrdiff_t hw)
@@ -459,6 +581,20 @@ static inline void FB_NAME(fb_im2col_t)(const FB_T *restrict x, fb_layout xl,
                                         FB_T *restrict colT)
 {
     FB_NAME(fb_generic_im2col_t)(x, xl, g, r0, r1, colT);
+}
+
+static inline void FB_NAME(fb_im2col_rows)(const FB_T *restrict x, fb_layout xl,
+                                           const fb_window *g, ptrdiff_t r0, ptrdiff_t r1,
+                                           FB_T *restrict col, FB_T *restrict scratch)
+{
+    FB_NAME(fb_generic_im2col_rows)(x, xl, g, r0, r1, col, scratch);
+}
+
+static inline void FB_NAME(fb_transpose_bias_relu)(const FB_T *restrict outT, ptrdiff_t np,
+                                                   ptrdiff_t nf, const FB_T *restrict b,
+                                                   int relu, FB_T *restrict out, ptrdiff_t ld)
+{
+    FB_NAME(fb_generic_transpose_bias_relu)(outT, np, nf, b, relu, out, ld);
 }
 
 static inline void FB_NAME(fb_col2im_t_add)(FB_T *restrict colT, const fb_window *g,
