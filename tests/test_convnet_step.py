@@ -42,11 +42,12 @@ def layer_step(net, x, t, optimizer):
     return loss
 
 
-def assert_params_close(a, b, dtype):
+def assert_params_close(a, b, dtype, step_atol=0.0):
+    """Parameters equal within RTOL of their largest, or step_atol."""
     for key in a.params:
         scale = max(1e-3, float(np.max(np.abs(b.params[key]))))
         np.testing.assert_allclose(a.params[key], b.params[key], rtol=RTOL[dtype],
-                                   atol=RTOL[dtype] * scale, err_msg=key)
+                                   atol=max(RTOL[dtype] * scale, step_atol), err_msg=key)
 
 
 @DTYPES
@@ -64,7 +65,12 @@ def test_train_step_is_gradient_then_update(name, optimizer, dtype, rng):
         expected = layer_step(layered, x, t, opt_layered)
         assert type(loss) is float
         assert loss == pytest.approx(expected, rel=RTOL[dtype])
-    assert_params_close(fused, layered, dtype)
+    # Adam moves every element by about lr a step, whatever its gradient's
+    # size: where a float32 gradient sums terms that nearly cancel, the two
+    # paths' blocks round it differently (1e-3 relative), and Adam carries
+    # that into the step.  A hundredth of a step bounds it.
+    step_atol = 0.01 * 0.05 if optimizer == "Adam" and dtype == np.float32 else 0.0
+    assert_params_close(fused, layered, dtype, step_atol)
     for layer in fused._param_layers:                # updated in place: the layers see them
         assert any(layer.W is p for p in fused.params.values())
 
