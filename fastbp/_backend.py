@@ -51,6 +51,15 @@ else:
          train_extend) = MODULES
         COMPILED = True
 
+#: the most multiply-adds of a product the compiled steps hand to BLAS whole
+#: (0: no limit; fastbp._blas_info)
+GEMM_PIECE_LIMIT = 0
+if COMPILED:
+    from ._blas_info import gemm_piece_limit
+    GEMM_PIECE_LIMIT = gemm_piece_limit()
+    for _module in (train, train_extend):
+        _module.set_gemm_piece_limit(GEMM_PIECE_LIMIT)
+
 
 def _kernels(c_type):
     """Every compiled kernel specialised for ``c_type``: 'float' (float32) or

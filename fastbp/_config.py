@@ -21,6 +21,15 @@ def _blas_description():
     return f"{name} (through scipy {scipy.__version__})"
 
 
+def _blas_core_description():
+    """OpenBLAS's core and whether the compiled steps split products for it."""
+    from ._blas_info import scipy_openblas_core
+    limit = _backend.GEMM_PIECE_LIMIT
+    pieces = (f"products over {limit:,} multiply-adds in pieces" if limit
+              else "products whole")
+    return f"{scipy_openblas_core() or 'not OpenBLAS, or unknown'} ({pieces})"
+
+
 def config_dict():
     """The facts ``show_config`` prints, as a dict."""
     from . import __version__
@@ -40,6 +49,7 @@ def config_dict():
         info["simd"] = ew.simd_level()
         info["compiler"] = ew.compiler()
         info["compiled modules"] = ", ".join(m.__file__ for m in _backend.MODULES)
+        info["blas core"] = _blas_core_description()
     return info
 
 

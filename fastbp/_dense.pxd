@@ -4,7 +4,7 @@
 # gradient/update of W and b.
 # All arrays are row-major and C-contiguous; sizes are > 0 unless stated.
 from cython cimport floating
-from ._blas cimport gemm_rowmajor
+from ._blas cimport gemm_pieces
 
 # Columns of the bias gradient accumulated at once in a stack buffer.
 cdef enum:
@@ -19,7 +19,7 @@ cdef inline void dense_forward(const floating *x, const floating *W, const float
     for i in range(n):
         for j in range(m):
             out[i * m + j] = b[j]
-    gemm_rowmajor(False, False, n, m, d, <floating>1, x, d, W, m, <floating>1, out, m)
+    gemm_pieces(False, False, n, m, d, <floating>1, x, d, W, m, <floating>1, out, m)
 
 
 cdef inline void combine(floating *out, const floating *grad, const floating *param,
@@ -65,8 +65,8 @@ cdef inline void dense_backward(const floating *dout, const floating *x,
     weights before the update.  dout_sums: dout.sum(0) (rows added in order
     from 0) when the loop that wrote dout summed it already, else NULL."""
     if dx != NULL:
-        gemm_rowmajor(False, True, n, d, m, <floating>1, dout, m, W, m, <floating>0, dx, d)
-    gemm_rowmajor(True, False, d, m, n, alpha, x, d, dout, m, beta, dW, m)
+        gemm_pieces(False, True, n, d, m, <floating>1, dout, m, W, m, <floating>0, dx, d)
+    gemm_pieces(True, False, d, m, n, alpha, x, d, dout, m, beta, dW, m)
     if dout_sums != NULL:
         combine(db, dout_sums, db, m, alpha, bias_beta)
     else:
