@@ -57,7 +57,7 @@ GEMM_PIECE_LIMIT = 0
 if COMPILED:
     from ._blas_info import gemm_piece_limit
     GEMM_PIECE_LIMIT = gemm_piece_limit()
-    for _module in (train, train_extend):
+    for _module in (train, train_extend, conv):
         _module.set_gemm_piece_limit(GEMM_PIECE_LIMIT)
 
 

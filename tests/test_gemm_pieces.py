@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import PURE
+import fastbp
 from fastbp import _backend, _blas_info
+from fastbp import layers as fast_layers
 from fastbp import networks as fast_networks
 from fastbp import optimizers as fast_optimizers
 
@@ -21,7 +23,7 @@ def piece_limit():
     """Set the piece limit of every module that uses gemm_pieces; the one
     fastbp chose at import is restored after the test."""
     def set_limit(limit):
-        for module in (_backend.train, _backend.train_extend):
+        for module in (_backend.train, _backend.train_extend, _backend.conv):
             module.set_gemm_piece_limit(limit)
     yield set_limit
     set_limit(_backend.GEMM_PIECE_LIMIT)
@@ -83,6 +85,26 @@ def test_batchnorm_step_in_pieces_equals_whole_products(dtype, piece_limit):
     # 0 but for rounding, and so are their steps, whichever way it rounds)
     for key in sorted(set(whole) - {"b1", "b2"}):
         assert_close(pieces[key], whole[key], dtype)
+
+
+# 32 channels of 4 x 4 images, 3 x 3 taps (288 an output position), blocks of
+# one image (16 positions): the forward product's inner dimension is its
+# longest, split with col @ W.T (float32, 8 filters) and W @ colT (float64)
+@compiled
+@DTYPES
+def test_convolution_forward_in_pieces_equals_the_whole_product(dtype, piece_limit,
+                                                                 monkeypatch):
+    monkeypatch.setattr(fastbp._conv_layers, "BLOCK_BYTES", 16 * 288 * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(fastbp._conv_layers, "BLOCK_POSITIONS", 0)
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((8, 32, 3, 3)).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    x = rng.standard_normal((5, 32, 4, 4)).astype(dtype)
+    outs = []
+    for limit in (0, 10_000):
+        piece_limit(limit)
+        outs.append(fast_layers.Convolution(W, b, 1, 1).forward(x))
+    assert_close(outs[1], outs[0], dtype)
 
 
 @pytest.mark.parametrize("core,limit", [("SkylakeX", _blas_info.SMALL_KERNEL_LIMIT),
