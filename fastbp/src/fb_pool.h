@@ -28,6 +28,12 @@
    faster called again and again, 13% faster with the caches flushed between
    calls; float32 (dx 6.9 MB) streamed 7-25% slower. */
 #define FB_POOL_STREAM_MIN_BYTES ((ptrdiff_t)8 << 20)
+/* How far ahead of its reads the 2 x 2 loops prefetch x (forward), and a
+   quarter of it dout and arg (backward): the hardware prefetcher does not
+   keep up with their masked loads, (100, 30, 24, 24) float64 forward 1.9 ->
+   0.65 ms and backward 1.0 -> 0.49 ms with the input out of cache on the
+   development machine (AMD Zen 5). */
+#define FB_POOL_PREFETCH_BYTES 4096
 #endif
 
 #ifndef FB_T
@@ -174,6 +180,8 @@ FB_AVX512 static void FB_NAME(fb_avx512_maxpool2_forward_plane)(const FB_T *x, p
     const FB_V zero = FB_VEC(setzero)();
     for (ptrdiff_t oy = 0; oy < oh; oy++) {
         const FB_T *r0 = x + 2 * oy * w, *r1 = r0 + w;
+        for (ptrdiff_t e = 0; e < 2 * w; e += 64 / (ptrdiff_t)sizeof(FB_T))
+            _mm_prefetch((const char *)(r0 + e) + FB_POOL_PREFETCH_BYTES, _MM_HINT_T0);
         for (ptrdiff_t ox = 0; ox < ow; ox += FB_W) {
             ptrdiff_t t = ow - ox;                      /* windows left in the row */
             FB_M m = FB_NAME(fb_pool_lanes)(t);
@@ -227,6 +235,15 @@ FB_AVX512 static void FB_NAME(fb_avx512_maxpool2_backward_plane)(const FB_T *dou
     const FB_V zero = FB_VEC(setzero)();
     for (ptrdiff_t oy = 0; oy < oh; oy++) {
         FB_T *r0 = dx + 2 * oy * w, *r1 = r0 + w;
+        for (ptrdiff_t e = 0; e < ow; e += 64 / (ptrdiff_t)sizeof(FB_T)) {
+            _mm_prefetch((const char *)(dout + oy * ow + e) + FB_POOL_PREFETCH_BYTES / 4,
+                         _MM_HINT_T0);
+            if (pooled != NULL)
+                _mm_prefetch((const char *)(pooled + oy * ow + e) + FB_POOL_PREFETCH_BYTES / 4,
+                             _MM_HINT_T0);
+        }
+        _mm_prefetch((const char *)(arg + oy * ow) + FB_POOL_PREFETCH_BYTES / 4 / sizeof(FB_T),
+                     _MM_HINT_T0);
         for (ptrdiff_t ox = 0; ox < ow; ox += FB_W) {
             ptrdiff_t t = ow - ox, o = oy * ow + ox;
             FB_M m = FB_NAME(fb_pool_lanes)(t);
