@@ -8,6 +8,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t, uint8_t
 
 from . cimport _loops
+from ._arraydata cimport ROWS_1D, array_data
 
 import numpy as np
 
@@ -50,31 +51,10 @@ cdef inline double softmax_loss_and_gradient(const floating *logits, const int64
 cdef inline void *param_data(object array, str name, int index, Py_ssize_t rows,
                              Py_ssize_t cols, bint is_float, bint writable) except NULL:
     """The data of a parameter array (``name`` and ``index`` for the error,
-    e.g. 'W' 2) after checking it is a C-contiguous float32 (is_float) or
-    float64 array of shape (rows, cols), or (cols,) when rows < 0, writable if
-    asked.  Every test is a C comparison: a step checks some 40 arrays a call."""
-    cdef cnp.ndarray a
-    cdef int ndim = 1 if rows < 0 else 2
-    cdef int typenum = cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE
-    cdef tuple shape
-    if not cnp.PyArray_Check(array):
-        raise TypeError(f"{name}{index}: expected a NumPy array, got {type(array).__name__}")
-    a = <cnp.ndarray>array
-    if (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISNOTSWAPPED(a)
-            and cnp.PyArray_NDIM(a) == ndim and cnp.PyArray_DIM(a, ndim - 1) == cols
-            and (ndim == 1 or cnp.PyArray_DIM(a, 0) == rows)
-            and cnp.PyArray_IS_C_CONTIGUOUS(a)
-            and (cnp.PyArray_ISWRITEABLE(a) or not writable)):
-        return cnp.PyArray_DATA(a)
-    shape = (cols,)
-    if rows >= 0:
-        shape = (rows, cols)
-    raise ValueError(f"{name}{index}: expected a C-contiguous"
-                     f"{' writable' if writable else ''} "
-                     f"{np.dtype(np.float32 if is_float else np.float64)} array of "
-                     f"shape {shape}, got {a.dtype} {array.shape} (C-contiguous: "
-                     f"{bool(cnp.PyArray_IS_C_CONTIGUOUS(a))}, writable: "
-                     f"{bool(cnp.PyArray_ISWRITEABLE(a))})")
+    e.g. 'W' 2) after array_data's checks for a float32 (is_float) or float64
+    array of shape (rows, cols), or (cols,) when rows < 0."""
+    return array_data(array, name, index, cnp.NPY_FLOAT if is_float else cnp.NPY_DOUBLE,
+                      ROWS_1D if rows < 0 else rows, cols, writable)
 
 
 cdef inline int batch_data(object x, object t, Py_ssize_t n, Py_ssize_t d, Py_ssize_t c,
