@@ -24,13 +24,15 @@ PURE = env_flag("FASTBP_PURE")
 SHARED_MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
-def run_isolated(code, timeout=120):
-    """Run ``code`` (dedented) in a fresh interpreter on the fastbp under test;
-    return ``(returncode, stdout, stderr)``.  For cases that crashed the
-    process once: a regression is then a failing test, not a dead run."""
+def run_isolated(code, timeout=120, unset=()):
+    """Run ``code`` (dedented) in a fresh interpreter on the fastbp under test,
+    without the environment variables named in ``unset``; return
+    ``(returncode, stdout, stderr)``.  For cases that crashed the process
+    once (a regression is then a failing test, not a dead run), or that need
+    another environment."""
     import fastbp
     package_parent = str(Path(fastbp.__file__).resolve().parents[1])
-    env = dict(os.environ)
+    env = {key: value for key, value in os.environ.items() if key not in unset}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     # cwd: the tests directory (`python -c` puts the cwd first on sys.path;
     # the repository root would put the uncompiled checkout there)

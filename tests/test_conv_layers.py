@@ -13,7 +13,7 @@ import fastbp
 import fastbp.layers as fast_layers
 import fastbp.reference.layers as ref_layers
 from bookcode import book_modules, requires_book
-from conftest import amax, assert_close, assert_identical, rel_error, with_layout
+from conftest import amax, assert_close, assert_identical, rel_error, run_isolated, with_layout
 from errorcheck import assert_raises_naming
 from fastbp._outputs import aligned_empty
 from fastbp.reference.gradient import numerical_gradient
@@ -79,6 +79,36 @@ def test_convolution_equals_the_books(L, case, rng):
     assert_conv_equal(L, layer.backward(dout), book.backward(dout), w_shape[0] * taps)
     assert_conv_equal(L, layer.dW, book.dW, out.size // w_shape[0])
     assert_conv_equal(L, layer.db, book.db, out.size // w_shape[0])
+
+
+@requires_book
+def test_reference_convolution_is_the_books_on_openblas_own_kernels():
+    """One image (the book's col is then a Fortran-ordered view, not a copy),
+    with the kernels OpenBLAS picks for the CPU rather than those a machine's
+    OPENBLAS_CORETYPE may pin: BLAS kernels may round a product by its
+    operands' memory layout (OpenBLAS's SkylakeX ones do)."""
+    code = """
+        import numpy as np
+        from bookcode import book_modules
+        from fastbp.reference import layers as ref_layers
+        (book_layers,) = book_modules("common.layers")
+        same = []
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            W, b = rng.standard_normal((3, 2, 5, 5)), rng.standard_normal(3)
+            x = rng.standard_normal((1, 2, 6, 9))
+            ours = ref_layers.Convolution(W, b, 3, 2)
+            theirs = book_layers.Convolution(W, b, 3, 2)
+            out = ours.forward(x)
+            same.append(np.array_equal(out, theirs.forward(x)))
+            dout = rng.standard_normal(out.shape)
+            same.append(np.array_equal(ours.backward(dout), theirs.backward(dout)))
+            same += [np.array_equal(ours.dW, theirs.dW), np.array_equal(ours.db, theirs.db)]
+        print(all(same), same.count(False))
+    """
+    returncode, out, err = run_isolated(code, unset=("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    assert returncode == 0, err
+    assert out.split() == ["True", "0"]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=case_id)

@@ -35,6 +35,15 @@ def _matmul(a, b):
         return np.matmul(a, b)
 
 
+def _books_col_layout(col, n):
+    """col laid out in memory as the book's im2col leaves it: its reshape is
+    a copy (C-contiguous) for batches of several images, but for one image a
+    view with the columns' stride, i.e. Fortran order.  BLAS kernels may
+    round a product differently by its operands' layout (OpenBLAS's SkylakeX
+    ones do), so the products use the book's to give its numbers exactly."""
+    return np.asfortranarray(col) if n == 1 else col
+
+
 class MulLayer(StatefulLayer):
     """z = x * y; backward gives (dout * y, dout * x). Scalars or arrays."""
 
@@ -463,7 +472,7 @@ class Convolution(StatefulLayer):
         col = _util._im2col(x, filter_h, filter_w, stride, pad, out_h, out_w,
                             pad_value=0, dtype=_util.float_dtype(x))
         col_W = W.reshape(n_filters, -1).T
-        out = _matmul(col, col_W) + b
+        out = _matmul(_books_col_layout(col, n), col_W) + b
         out = np.ascontiguousarray(out.reshape(n, out_h, out_w, n_filters).transpose(0, 3, 1, 2))
         self.x = x
         self.col = col
@@ -476,7 +485,7 @@ class Convolution(StatefulLayer):
         n_filters, _, filter_h, filter_w = w_shape
         dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, n_filters)    # rows (n, oy, ox)
         db = np.sum(dout2d, axis=0)
-        dW = _matmul(self.col.T, dout2d).T.reshape(w_shape)
+        dW = _matmul(_books_col_layout(self.col, x_shape[0]).T, dout2d).T.reshape(w_shape)
         dcol = _matmul(dout2d, self.col_W.T)
         dx = _util._col2im(dcol, x_shape, filter_h, filter_w, stride, pad, out_h, out_w)
         self.dW = dW
