@@ -208,13 +208,13 @@ def conv_forward(const floating[::1] x, tuple x_shape, tuple x_strides,
             if rows_first:
                 _loops.im2col_rows(&x[0], xl, &g, r0, r1, &col_buffer[0], scratch)
                 gemm_pieces(False, True, <int>J, <int>F, <int>K, <floating>1,
-                              &col_buffer[0], <int>K, &W[0, 0], <int>K, <floating>0, out_t,
-                              <int>F)
+                            &col_buffer[0], <int>K, &W[0, 0], <int>K, <floating>0, out_t,
+                            <int>F)
                 _loops.transpose_bias_relu(out_t, J, F, bias, relu, block, ol.c)
             else:
                 _loops.im2col_t(&x[0], xl, &g, r0, r1, &col_buffer[0])
                 gemm_pieces(False, False, <int>F, <int>J, <int>K, <floating>1, &W[0, 0],
-                              <int>K, &col_buffer[0], <int>J, <floating>0, block, <int>ol.c)
+                            <int>K, &col_buffer[0], <int>J, <floating>0, block, <int>ol.c)
                 _loops.bias_relu(block, ol.c, F, J, bias, relu)
             r0 = r1
     free(scratch)

@@ -1,9 +1,10 @@
 /*
  * fb_conv.h: the loops around a convolution's GEMMs (chapter 7): im2col and
  * col2im in the book's layout, their transposed block versions that feed
- * fastbp's convolution engine, the bias + ReLU epilogue, the ReLU mask of a
- * gradient, the bias gradient, and the direct convolution of one input
- * channel.
+ * fastbp's convolution engine, a block version in the book's layout (the
+ * float32 forward's col @ W.T) with its transposing epilogue, the bias + ReLU
+ * epilogue, the ReLU mask of a gradient, the bias gradient, and the direct
+ * convolution of one input channel.
  *
  * A template over FB_T (fb_dtype.h), compiled once per dtype by fb_loops.h;
  * the loops are FB_CLONES (fb_cpu.h) so that GCC vectorises them for each
