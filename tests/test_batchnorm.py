@@ -134,6 +134,31 @@ def test_float64_is_the_books_class_bit_for_bit(L, shape, layout, rng):
         assert_identical(dout_in, with_layout(dout, layout))
 
 
+# Batches whose arrays are 2 MiB and more take the AVX-512 loops that write
+# xc, xn, out and dx in streaming stores; the shapes leave a remainder of rows
+# after the loops' groups of four, a last block of columns narrower than the
+# others and a row not a whole number of vectors.
+LARGE = [(np.float64, (103, 2601)), (np.float64, (1, 270001)), (np.float64, (5, 16, 60, 61)),
+         (np.float32, (103, 5101)), (np.float32, (6, 16, 80, 71))]
+
+
+@pytest.mark.skipif(PURE, reason="FASTBP_PURE=1: the layer is the reference")
+@pytest.mark.parametrize("dtype, shape", LARGE, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_batches_of_megabytes_equal_the_reference_bit_for_bit(dtype, shape, rng):
+    assert shape[0] * features(shape) * np.dtype(dtype).itemsize >= 1 << 21
+    gamma, beta = make_params(rng, shape, dtype)
+    fast = fast_layers.BatchNormalization(gamma, beta, momentum=0.8)
+    ref = ref_layers.BatchNormalization(gamma.copy(), beta.copy(), momentum=0.8)
+    for step in range(2):
+        x = batch(rng, shape, dtype)
+        dout = rng.standard_normal(shape).astype(dtype)
+        assert_identical(fast.forward(x), ref.forward(x))
+        assert_identical(fast.backward(dout), ref.backward(dout))
+        for name in STATE:
+            if name != "batch_size":
+                assert_identical(getattr(fast, name), getattr(ref, name))
+
+
 @requires_book
 @LAYERS
 def test_test_mode_before_any_training_matches_the_book(L, rng):

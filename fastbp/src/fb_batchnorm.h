@@ -44,6 +44,9 @@
 #define FB_BN_MIN_COLS 16
 /* Bytes of all the arrays' blocks together: about half a small L2. */
 #define FB_BN_CACHE_BYTES (256 * 1024)
+/* Rows a column sum takes per load and store of its accumulator (the adds
+   stay in row order). */
+#define FB_BN_ROWS 4
 /* NumPy's pairwise summation: runs of up to 128 summed with 8 accumulators. */
 #define FB_PAIRWISE_BLOCK 128
 
@@ -135,44 +138,63 @@ FB_BN_INLINE FB_T FB_NAME(fb_bn_running)(FB_T keep, FB_T old, FB_T take, FB_T ba
     return a + b;
 }
 
-/* Prefetch row i of the block after [j0, j0 + w) (w columns from j_next, up
-   to d) into L2: the next block's first pass then finds it there.  */
-FB_BN_INLINE void FB_NAME(fb_bn_prefetch_row)(const FB_T *a, ptrdiff_t i, ptrdiff_t d,
-                                              ptrdiff_t j_next, ptrdiff_t w)
+/* acc[0..w) += rows [i0, i1) of columns [j0, j0 + w) of a (., d) array: the
+   rows added one after another, as NumPy's axis-0 sum adds them, with each
+   acc[j] loaded and stored once per FB_BN_ROWS rows. */
+FB_BN_INLINE void FB_NAME(fb_bn_add_rows)(FB_T *restrict acc, const FB_T *restrict a,
+                                          ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w,
+                                          ptrdiff_t i0, ptrdiff_t i1)
 {
-    if (j_next >= d)
-        return;
-    const char *row = (const char *)(a + i * d + j_next);
-    ptrdiff_t bytes = (w < d - j_next ? w : d - j_next) * (ptrdiff_t)sizeof(FB_T);
-    for (ptrdiff_t k = 0; k < bytes; k += 64)
-        __builtin_prefetch(row + k, 0, 2);
+    ptrdiff_t i = i0;
+    for (; i + FB_BN_ROWS <= i1; i += FB_BN_ROWS) {
+        const FB_T *a0 = a + i * d + j0, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            FB_T sum = acc[j];
+            sum += a0[j];
+            sum += a1[j];
+            sum += a2[j];
+            sum += a3[j];
+            acc[j] = sum;
+        }
+    }
+    for (; i < i1; i++) {
+        const FB_T *ai = a + i * d + j0;
+        for (ptrdiff_t j = 0; j < w; j++)
+            acc[j] += ai[j];
+    }
 }
 
-/* The batch statistics of columns [j0, j0 + w), d >= 2: mu (the mean), sd
-   (sqrt(var + eps)) for the block, std, mean_out and var_out at j0.  Two
-   passes over the block's rows, the first reading x from memory: the sum;
-   then the sum of squares of x - mu, storing xc = x - mu when xc is not
-   NULL.  prefetch: prefetch the next block's rows of x meanwhile. */
-FB_BN_INLINE void FB_NAME(fb_bn_block_statistics)(
+/* From the block's mean mu: the biased variance of columns [j0, j0 + w),
+   d >= 2, as the sum of (x - mu)**2 over its rows (storing xc = x - mu when
+   xc is not NULL) over n; sd = sqrt(var + eps) for the block; std, mean_out
+   and var_out at j0. */
+FB_BN_INLINE void FB_NAME(fb_bn_block_variance)(
         const FB_T *restrict x, const FB_T *restrict mean_in, const FB_T *restrict var_in,
         FB_T keep, FB_T take, FB_T *restrict xc, FB_T *restrict std,
-        FB_T *restrict mean_out, FB_T *restrict var_out, FB_T *restrict mu,
-        FB_T *restrict sd, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w, int prefetch)
+        FB_T *restrict mean_out, FB_T *restrict var_out, const FB_T *restrict mu,
+        FB_T *restrict sd, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w)
 {
     FB_T acc[FB_BN_MAX_COLS];
     const FB_T count = (FB_T)n, eps = (FB_T)FB_BN_EPS;
     for (ptrdiff_t j = 0; j < w; j++)
         acc[j] = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {                 /* mu = x.mean(axis=0) */
-        const FB_T *xi = x + i * d + j0;
-        for (ptrdiff_t j = 0; j < w; j++)
-            acc[j] += xi[j];
+    ptrdiff_t i = 0;
+    if (xc == NULL) {
+        for (; i + FB_BN_ROWS <= n; i += FB_BN_ROWS) {
+            const FB_T *x0 = x + i * d + j0, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+            for (ptrdiff_t j = 0; j < w; j++) {
+                FB_T m = mu[j], a = acc[j];
+                FB_T v0 = x0[j] - m, v1 = x1[j] - m, v2 = x2[j] - m, v3 = x3[j] - m;
+                FB_T q0 = v0 * v0, q1 = v1 * v1, q2 = v2 * v2, q3 = v3 * v3;
+                a += q0;
+                a += q1;
+                a += q2;
+                a += q3;
+                acc[j] = a;
+            }
+        }
     }
-    for (ptrdiff_t j = 0; j < w; j++) {
-        mu[j] = acc[j] / count;
-        acc[j] = 0;
-    }
-    for (ptrdiff_t i = 0; i < n; i++) {                 /* sum of (x - mu)**2 */
+    for (; i < n; i++) {
         const FB_T *xi = x + i * d + j0;
         if (xc != NULL) {
             FB_T *ci = xc + i * d + j0;
@@ -189,8 +211,6 @@ FB_BN_INLINE void FB_NAME(fb_bn_block_statistics)(
                 acc[j] += square;
             }
         }
-        if (prefetch)
-            FB_NAME(fb_bn_prefetch_row)(x, i, d, j0 + w, w);
     }
     for (ptrdiff_t j = 0; j < w; j++) {                 /* std = sqrt(var + eps) */
         FB_T var = acc[j] / count;
@@ -199,6 +219,25 @@ FB_BN_INLINE void FB_NAME(fb_bn_block_statistics)(
         mean_out[j0 + j] = FB_NAME(fb_bn_running)(keep, mean_in[j0 + j], take, mu[j]);
         var_out[j0 + j] = FB_NAME(fb_bn_running)(keep, var_in[j0 + j], take, var);
     }
+}
+
+/* The batch statistics of columns [j0, j0 + w), d >= 2: mu (the mean) and
+   what fb_bn_block_variance writes.  Two passes over the block's rows, the
+   first reading x from memory. */
+FB_BN_INLINE void FB_NAME(fb_bn_block_statistics)(
+        const FB_T *restrict x, const FB_T *restrict mean_in, const FB_T *restrict var_in,
+        FB_T keep, FB_T take, FB_T *restrict xc, FB_T *restrict std,
+        FB_T *restrict mean_out, FB_T *restrict var_out, FB_T *restrict mu,
+        FB_T *restrict sd, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t w)
+{
+    const FB_T count = (FB_T)n;
+    for (ptrdiff_t j = 0; j < w; j++)
+        mu[j] = 0;
+    FB_NAME(fb_bn_add_rows)(mu, x, d, j0, w, 0, n);     /* mu = x.mean(axis=0) */
+    for (ptrdiff_t j = 0; j < w; j++)
+        mu[j] = mu[j] / count;
+    FB_NAME(fb_bn_block_variance)(x, mean_in, var_in, keep, take, xc, std, mean_out, var_out,
+                                  mu, sd, n, d, j0, w);
 }
 
 /* Columns [j0, j0 + w) of a (n, d) batch, d >= 2: see fb_bn_forward_train.
@@ -213,7 +252,7 @@ FB_BN_INLINE void FB_NAME(fb_bn_forward_train_block)(
 {
     FB_T mu[FB_BN_MAX_COLS], sd[FB_BN_MAX_COLS];
     FB_NAME(fb_bn_block_statistics)(x, mean_in, var_in, keep, take, xc, std, mean_out,
-                                    var_out, mu, sd, n, d, j0, w, 0);
+                                    var_out, mu, sd, n, d, j0, w);
     const FB_T *g = gamma + j0, *b = beta + j0;
     for (ptrdiff_t i = 0; i < n; i++) {                 /* xn = xc / std; out = gamma xn + beta */
         const FB_T *ci = xc + i * d + j0;
@@ -336,7 +375,26 @@ FB_BN_INLINE void FB_NAME(fb_bn_block_sums)(
         sum_dstd[j] = 0;
         std_sq[j] = s[j] * s[j];
     }
-    for (ptrdiff_t i = 0; i < n; i++) {
+    ptrdiff_t i = 0;
+    for (; i + FB_BN_ROWS <= n; i += FB_BN_ROWS) {
+        const FB_T *di = dout + i * d + j0, *ni = xn + i * d + j0, *ci = xc + i * d + j0;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            FB_T a = sum_dout[j], b = sum_xn_dout[j], c = sum_dstd[j];
+            for (ptrdiff_t r = 0; r < FB_BN_ROWS; r++) {
+                FB_T dr = di[r * d + j], cr = ci[r * d + j];
+                FB_T product = ni[r * d + j] * dr;
+                FB_T dxn = g[j] * dr;
+                FB_T term = dxn * cr;
+                a += dr;
+                b += product;
+                c += term / std_sq[j];
+            }
+            sum_dout[j] = a;
+            sum_xn_dout[j] = b;
+            sum_dstd[j] = c;
+        }
+    }
+    for (; i < n; i++) {
         const FB_T *di = dout + i * d + j0, *ni = xn + i * d + j0, *ci = xc + i * d + j0;
         for (ptrdiff_t j = 0; j < w; j++) {
             FB_T product = ni[j] * di[j];
@@ -356,6 +414,44 @@ FB_BN_INLINE void FB_NAME(fb_bn_block_sums)(
     }
 }
 
+/* dxc of columns [j0, j0 + w), d >= 2 (see fb_bn_dxc), into row i of `to`
+   at to + i * to_stride, and its column sums, rows added in order, in dmu. */
+FB_BN_INLINE void FB_NAME(fb_bn_block_dxc)(
+        const FB_T *restrict dout, const FB_T *restrict xc, const FB_T *restrict std,
+        const FB_T *restrict gamma, const FB_T *restrict dvar, FB_T *restrict to,
+        ptrdiff_t to_stride, FB_T *restrict dmu, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0,
+        ptrdiff_t w)
+{
+    const FB_T two_over_n = (FB_T)(2.0 / (double)n);     /* the book's 2.0 / n */
+    const FB_T *g = gamma + j0, *s = std + j0;
+    for (ptrdiff_t j = 0; j < w; j++)
+        dmu[j] = 0;
+    ptrdiff_t i = 0;
+    for (; i + FB_BN_ROWS <= n; i += FB_BN_ROWS) {
+        const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
+        FB_T *ti = to + i * to_stride;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            FB_T m = dmu[j];
+            for (ptrdiff_t r = 0; r < FB_BN_ROWS; r++) {
+                FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[r * d + j], s[j], two_over_n,
+                                              ci[r * d + j], dvar[j]);
+                ti[r * to_stride + j] = dxc;
+                m += dxc;
+            }
+            dmu[j] = m;
+        }
+    }
+    for (; i < n; i++) {
+        const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
+        FB_T *ti = to + i * to_stride;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[j], s[j], two_over_n, ci[j], dvar[j]);
+            ti[j] = dxc;
+            dmu[j] += dxc;
+        }
+    }
+}
+
 /* Columns [j0, j0 + w) of the backward pass, d >= 2: see fb_bn_backward.
    The sums; dxc into dx and its sum dmu; dx -= dmu / n (dx, written by the
    second pass, is still in cache for the third). */
@@ -367,20 +463,8 @@ FB_BN_INLINE void FB_NAME(fb_bn_backward_block)(
 {
     FB_T dvar[FB_BN_MAX_COLS], dmu[FB_BN_MAX_COLS];
     const FB_T count = (FB_T)n;
-    const FB_T two_over_n = (FB_T)(2.0 / (double)n);     /* the book's 2.0 / n */
-    const FB_T *g = gamma + j0, *s = std + j0;
     FB_NAME(fb_bn_block_sums)(dout, xn, xc, std, gamma, dgamma, dbeta, dvar, n, d, j0, w);
-    for (ptrdiff_t j = 0; j < w; j++)
-        dmu[j] = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {                 /* dxc, kept in dx; dmu */
-        const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
-        FB_T *oi = dx + i * d + j0;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[j], s[j], two_over_n, ci[j], dvar[j]);
-            oi[j] = dxc;
-            dmu[j] += dxc;
-        }
-    }
+    FB_NAME(fb_bn_block_dxc)(dout, xc, std, gamma, dvar, dx + j0, d, dmu, n, d, j0, w);
     for (ptrdiff_t j = 0; j < w; j++)
         dmu[j] = dmu[j] / count;                         /* dmu / n */
     if (dx_sums == NULL) {
@@ -478,8 +562,8 @@ FB_AVX512 static inline void FB_NAME(fb_bn_stream_row)(FB_T *restrict dst,
 /* fb_bn_forward_train for outputs far larger than the caches: xc, xn and out
    are written once each, in streaming stores (a row of the block computed
    into L1 buffers first), instead of being read into the cache only to be
-   overwritten; the next block's x is prefetched while this one is worked
-   on.  The same operations, in the same order, as the portable loops. */
+   overwritten.  The same operations, in the same order, as the portable
+   loops. */
 FB_AVX512 static void FB_NAME(fb_avx512_bn_forward_train)(
         const FB_T *restrict x, const FB_T *restrict gamma, const FB_T *restrict beta,
         const FB_T *restrict mean_in, const FB_T *restrict var_in, FB_T keep, FB_T take,
@@ -492,7 +576,7 @@ FB_AVX512 static void FB_NAME(fb_avx512_bn_forward_train)(
     for (ptrdiff_t j0 = 0; j0 < d; j0 += block) {
         ptrdiff_t w = block < d - j0 ? block : d - j0;
         FB_NAME(fb_bn_block_statistics)(x, mean_in, var_in, keep, take, NULL, std, mean_out,
-                                        var_out, mu, sd, n, d, j0, w, 1);
+                                        var_out, mu, sd, n, d, j0, w);
         const FB_T *g = gamma + j0, *b = beta + j0;
         for (ptrdiff_t i = 0; i < n; i++) {
             const FB_T *xi = x + i * d + j0;
@@ -515,7 +599,7 @@ FB_AVX512 static void FB_NAME(fb_avx512_bn_forward_train)(
 /* fb_bn_backward for batches far larger than the caches: dx written once, in
    streaming stores; dxc kept in `scratch` (n * block elements, block from
    fb_bn_block_cols(n, d, sizeof(FB_T), 3)) between the second and third
-   passes; the next block's dout, xn and xc prefetched meanwhile. */
+   passes. */
 FB_AVX512 static void FB_NAME(fb_avx512_bn_backward)(
         const FB_T *restrict dout, const FB_T *restrict xn, const FB_T *restrict xc,
         const FB_T *restrict std, const FB_T *restrict gamma, FB_T *restrict dx,
@@ -524,26 +608,11 @@ FB_AVX512 static void FB_NAME(fb_avx512_bn_backward)(
 {
     FB_T dvar[FB_BN_MAX_COLS], dmu[FB_BN_MAX_COLS], row[FB_BN_MAX_COLS];
     const FB_T count = (FB_T)n;
-    const FB_T two_over_n = (FB_T)(2.0 / (double)n);
     ptrdiff_t block = fb_bn_block_cols(n, d, sizeof(FB_T), 3);   /* dout, xc, scratch */
     for (ptrdiff_t j0 = 0; j0 < d; j0 += block) {
         ptrdiff_t w = block < d - j0 ? block : d - j0;
-        const FB_T *g = gamma + j0, *s = std + j0;
         FB_NAME(fb_bn_block_sums)(dout, xn, xc, std, gamma, dgamma, dbeta, dvar, n, d, j0, w);
-        for (ptrdiff_t j = 0; j < w; j++)
-            dmu[j] = 0;
-        for (ptrdiff_t i = 0; i < n; i++) {             /* dxc into scratch; dmu */
-            const FB_T *di = dout + i * d + j0, *ci = xc + i * d + j0;
-            FB_T *ri = scratch + i * w;
-            for (ptrdiff_t j = 0; j < w; j++) {
-                FB_T dxc = FB_NAME(fb_bn_dxc)(g[j], di[j], s[j], two_over_n, ci[j], dvar[j]);
-                ri[j] = dxc;
-                dmu[j] += dxc;
-            }
-            FB_NAME(fb_bn_prefetch_row)(dout, i, d, j0 + w, w);
-            FB_NAME(fb_bn_prefetch_row)(xn, i, d, j0 + w, w);
-            FB_NAME(fb_bn_prefetch_row)(xc, i, d, j0 + w, w);
-        }
+        FB_NAME(fb_bn_block_dxc)(dout, xc, std, gamma, dvar, scratch, w, dmu, n, d, j0, w);
         for (ptrdiff_t j = 0; j < w; j++)
             dmu[j] = dmu[j] / count;
         for (ptrdiff_t i = 0; i < n; i++) {             /* dx = dxc - dmu / n */
