@@ -31,13 +31,11 @@ from libc.stdlib cimport malloc, free
 
 from . cimport _loops
 from ._loops cimport fb_window, fb_layout
-from ._blas cimport gemm_pieces, gemm_rowmajor, set_gemm_piece_limit as _set_gemm_piece_limit
+from . cimport _blas
+from ._blas cimport gemm_pieces, gemm_rowmajor
 
 
-def set_gemm_piece_limit(long long limit):
-    """The most multiply-adds of a product this module hands to BLAS whole
-    (0: no limit); fastbp._backend sets it at import (fastbp._blas_info)."""
-    _set_gemm_piece_limit(limit)
+include "_gemm_piece_limit.pxi"
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from ._blas cimport set_gemm_piece_limit as _set_gemm_piece_limit
+from . cimport _blas
 from ._dense cimport dense_forward, dense_backward
 from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
                       meets_outputs, outputs_overlap, param_slot_bytes,
@@ -29,10 +29,7 @@ import numpy as np
 cnp.import_array()
 
 
-def set_gemm_piece_limit(long long limit):
-    """The most multiply-adds of a product this module hands to BLAS whole
-    (0: no limit); fastbp._backend sets it at import (fastbp._blas_info)."""
-    _set_gemm_piece_limit(limit)
+include "_gemm_piece_limit.pxi"
 
 
 class ParamsOverlap(ValueError):

@@ -23,7 +23,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from ._bitgen cimport open_stream
-from ._blas cimport set_gemm_piece_limit as _set_gemm_piece_limit
+from . cimport _blas
 from ._dense cimport combine, dense_backward, dense_forward
 from ._loops cimport fb_dropout_stream
 from ._steps cimport (activation_backward, activation_forward, batch_data, dense_params,
@@ -50,10 +50,7 @@ cdef tuple _NORM_NAMES = ("gamma", "beta", "gamma", "beta", "running_mean", "run
                           "running_mean", "running_var")
 
 
-def set_gemm_piece_limit(long long limit):
-    """The most multiply-adds of a product this module hands to BLAS whole
-    (0: no limit); fastbp._backend sets it at import (fastbp._blas_info)."""
-    _set_gemm_piece_limit(limit)
+include "_gemm_piece_limit.pxi"
 
 
 cdef class ExtendStep:

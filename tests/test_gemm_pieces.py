@@ -3,10 +3,12 @@ the convolution engine compute the same numbers, up to rounding, whether a
 product goes to BLAS whole or in pieces along its rows, its columns or its
 inner dimension; and which BLAS cores get a piece limit
 (``fastbp._blas_info``)."""
+import platform
+
 import numpy as np
 import pytest
 
-from conftest import PURE
+from conftest import PURE, run_isolated
 import fastbp
 from fastbp import _backend, _blas_info
 from fastbp import layers as fast_layers
@@ -126,6 +128,40 @@ def test_scipys_bundled_library_is_told_from_numpys(path, bundled):
     assert _blas_info._scipys_library(path) is bundled
 
 
+def has_avx512f():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx512f" in f.read()
+    except OSError:
+        return False
+
+
 @compiled
-def test_the_modules_use_the_limit_of_the_core_scipy_runs_on():
-    assert _backend.GEMM_PIECE_LIMIT == _blas_info.gemm_piece_limit()
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="OpenBLAS's x86-64 core names")
+@pytest.mark.parametrize("core", [
+    "Haswell",
+    pytest.param("SkylakeX", marks=pytest.mark.skipif(
+        not has_avx512f(), reason="OpenBLAS's SkylakeX kernels need AVX-512F")),
+])
+def test_the_modules_use_the_limit_of_the_core_scipy_runs_on(core):
+    # A fresh process whose OpenBLAS runs `core` (read when the library
+    # loads): the core threadpoolctl then reports, and the limit every module
+    # that splits products holds.
+    returncode, out, err = run_isolated(f"""
+        import os
+        os.environ["OPENBLAS_CORETYPE"] = {core!r}
+        from fastbp import _backend, _blas_info
+        print(_blas_info.scipy_openblas_core())
+        print(_backend.GEMM_PIECE_LIMIT, *(module.gemm_piece_limit() for module in
+                                           (_backend.train, _backend.train_extend,
+                                            _backend.conv)))
+    """)
+    assert returncode == 0, err
+    reported, limits = out.split("\n")[:2]
+    # (an OpenBLAS older than the CPU may name another core: 0.3.18 says
+    # Barcelona here; the limit follows the core it names)
+    small_kernels = reported.lower() in _blas_info.SMALL_KERNEL_CORES
+    expected = _blas_info.SMALL_KERNEL_LIMIT if small_kernels else 0
+    assert limits.split() == [str(expected)] * 4
+    assert small_kernels == (reported.lower() == core.lower() == "skylakex")
