@@ -54,10 +54,12 @@ else:
 #: the most multiply-adds of a product the compiled steps hand to BLAS whole
 #: (0: no limit; fastbp._blas_info)
 GEMM_PIECE_LIMIT = 0
+#: the compiled modules that split products (each holds its own limit)
+PIECE_LIMITED_MODULES = (train, train_extend, conv) if COMPILED else ()
 if COMPILED:
     from ._blas_info import gemm_piece_limit
     GEMM_PIECE_LIMIT = gemm_piece_limit()
-    for _module in (train, train_extend, conv):
+    for _module in PIECE_LIMITED_MODULES:
         _module.set_gemm_piece_limit(GEMM_PIECE_LIMIT)
 
 
@@ -123,7 +125,10 @@ def max_threads():
 
 def set_num_threads(n):
     """Use ``n`` OpenMP threads in the elementwise kernels (0: the default,
-    which follows OMP_NUM_THREADS and threadpoolctl).  ``n``: an integer
+    one thread -- or, when OMP_NUM_THREADS is set at import, OpenMP's count,
+    which threadpoolctl can lower).  One by default because a threaded BLAS
+    call next to a parallel region waits for the core libgomp's worker spins
+    on after it.  ``n``: an integer
     (Python or NumPy) from 0 to ``max_threads()`` (4 x the CPU count).
     BLAS threads are BLAS's own: set them with threadpoolctl or
     OPENBLAS_NUM_THREADS."""

@@ -9,6 +9,8 @@ kernels split large arrays into one chunk per OpenMP thread with prange;
 below PARALLEL_MIN_ELEMENTS one thread runs, since starting a team costs
 more than it saves.
 """
+import os
+
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport uint8_t, int64_t
@@ -34,7 +36,13 @@ cdef extern from *:
 # 1.25x at 32768, 2.0x at 131072: a second thread pays from ~32k elements.
 PARALLEL_MIN_ELEMENTS = 1 << 15
 cdef Py_ssize_t _parallel_min = PARALLEL_MIN_ELEMENTS
-cdef int _n_threads = 0      # 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
+cdef int _n_threads = 0      # 0: the default (_default_threads)
+# The default is one thread unless OMP_NUM_THREADS asks for OpenMP's (then
+# threadpoolctl can lower it).  A parallel region leaves libgomp's worker
+# spinning for milliseconds on the core that a threaded BLAS call next needs:
+# the book's ch06/batch_norm_test.py with fastbp dropped in took 38-40 s with
+# OpenMP's default of 2 threads on 2 cores, 11 s with one (the book: 15-17 s).
+cdef bint _follow_openmp = "OMP_NUM_THREADS" in os.environ
 
 
 def openmp_enabled():
@@ -53,16 +61,24 @@ def compiler():
 
 
 def set_num_threads(int n):
-    """Threads for the elementwise kernels; 0 restores the OpenMP default."""
+    """Threads for the elementwise kernels; 0 restores the default (one, or
+    OpenMP's count when OMP_NUM_THREADS was set at import)."""
     global _n_threads
     _n_threads = n
 
 
-def get_num_threads():
-    """Threads the elementwise kernels use for large arrays (1 in a serial build)."""
+cdef inline int _threads() noexcept nogil:
+    """Threads the elementwise kernels use for large arrays."""
     if not FB_OPENMP:
         return 1
-    return _n_threads if _n_threads > 0 else fb_max_threads()
+    if _n_threads > 0:
+        return _n_threads
+    return fb_max_threads() if _follow_openmp else 1
+
+
+def get_num_threads():
+    """Threads the elementwise kernels use for large arrays (1 in a serial build)."""
+    return _threads()
 
 
 def set_parallel_threshold(Py_ssize_t n):
@@ -74,9 +90,9 @@ def set_parallel_threshold(Py_ssize_t n):
 cdef inline int _chunks(Py_ssize_t n) noexcept nogil:
     """How many threads to use for n elements."""
     cdef int threads
-    if not FB_OPENMP or n < _parallel_min:
+    if n < _parallel_min:
         return 1
-    threads = _n_threads if _n_threads > 0 else fb_max_threads()
+    threads = _threads()
     return threads if threads > 1 else 1
 
 

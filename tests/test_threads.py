@@ -291,12 +291,17 @@ def _threads_in_subprocess(env_extra, code="print(fastbp.get_num_threads())"):
 @pytest.mark.skipif(not fastbp.COMPILED or not fastbp._backend.elementwise.openmp_enabled(),
                     reason="needs the compiled core built with OpenMP")
 def test_kernel_threads_follow_omp_num_threads_threadpoolctl_and_set_num_threads():
+    # one thread unless asked: OMP_NUM_THREADS, or set_num_threads
+    assert _threads_in_subprocess({}) == 1
     assert _threads_in_subprocess({"OMP_NUM_THREADS": "1"}) == 1
     assert _threads_in_subprocess({"OMP_NUM_THREADS": "3"}) == 3
     limited = ("import threadpoolctl\n"
-               "with threadpoolctl.threadpool_limits(limits=1, user_api='openmp'):\n"
+               "with threadpoolctl.threadpool_limits(limits={}, user_api='openmp'):\n"
                "    inside = fastbp.get_num_threads()\n"
                "print(inside)")
-    assert _threads_in_subprocess({"OMP_NUM_THREADS": "3"}, limited) == 1
+    assert _threads_in_subprocess({"OMP_NUM_THREADS": "3"}, limited.format(1)) == 1
+    # threadpoolctl lowers OpenMP's count; it does not ask for threads
+    assert _threads_in_subprocess({}, limited.format(2)) == 1
     explicit = "fastbp.set_num_threads(2)\nprint(fastbp.get_num_threads())"
     assert _threads_in_subprocess({"OMP_NUM_THREADS": "1"}, explicit) == 2
+    assert _threads_in_subprocess({}, explicit) == 2
