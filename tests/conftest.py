@@ -24,6 +24,18 @@ PURE = env_flag("FASTBP_PURE")
 SHARED_MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (an empty set where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def run_isolated(code, timeout=120, unset=()):
     """Run ``code`` (dedented) in a fresh interpreter on the fastbp under test,
     without the environment variables named in ``unset``; return

@@ -277,8 +277,11 @@ def test_train_on_full_mnist(capsys):
 # ---------------------------------------------------------------------------
 
 def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch, capsys, trainers):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    # every matplotlib module gone, those an earlier test imported too (an
+    # import of a submodule already in sys.modules would still succeed)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] \
+            + ["matplotlib", "matplotlib.figure", "matplotlib.backend_bases"]:
+        monkeypatch.setitem(sys.modules, name, None)
     save = tmp_path / "p.npz"
     code, out, err = run_cli(capsys, "train", "--iters", "5", "--plot",
                              str(tmp_path / "c.png"), "--save", str(save))

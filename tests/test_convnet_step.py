@@ -55,8 +55,9 @@ def assert_params_close(a, b, dtype, step_atol=0.0):
 @pytest.mark.parametrize("optimizer", ["SGD", "Momentum", "Adam"])
 def test_train_step_is_gradient_then_update(name, optimizer, dtype, rng):
     fused, layered = make(name, dtype), make(name, dtype)
-    opt_fused = getattr(fast_optimizers, optimizer)(lr=0.05)
-    opt_layered = getattr(ref_optimizers, optimizer)(lr=0.05)
+    lr = 0.05
+    opt_fused = getattr(fast_optimizers, optimizer)(lr=lr)
+    opt_layered = getattr(ref_optimizers, optimizer)(lr=lr)
     for step in range(3):
         x, t = batch(rng, fused, 7)
         np.random.seed(step)
@@ -69,7 +70,7 @@ def test_train_step_is_gradient_then_update(name, optimizer, dtype, rng):
     # size: where a float32 gradient sums terms that nearly cancel, the two
     # paths' blocks round it differently (1e-3 relative), and Adam carries
     # that into the step.  A hundredth of a step bounds it.
-    step_atol = 0.01 * 0.05 if optimizer == "Adam" and dtype == np.float32 else 0.0
+    step_atol = 0.01 * lr if optimizer == "Adam" and dtype == np.float32 else 0.0
     assert_params_close(fused, layered, dtype, step_atol)
     for layer in fused._param_layers:                # updated in place: the layers see them
         assert any(layer.W is p for p in fused.params.values())

@@ -8,7 +8,7 @@ import platform
 import numpy as np
 import pytest
 
-from conftest import PURE, run_isolated
+from conftest import PURE, cpu_flags, run_isolated
 import fastbp
 from fastbp import _backend, _blas_info
 from fastbp import layers as fast_layers
@@ -25,7 +25,7 @@ def piece_limit():
     """Set the piece limit of every module that uses gemm_pieces; the one
     fastbp chose at import is restored after the test."""
     def set_limit(limit):
-        for module in (_backend.train, _backend.train_extend, _backend.conv):
+        for module in _backend.PIECE_LIMITED_MODULES:
             module.set_gemm_piece_limit(limit)
     yield set_limit
     set_limit(_backend.GEMM_PIECE_LIMIT)
@@ -128,21 +128,13 @@ def test_scipys_bundled_library_is_told_from_numpys(path, bundled):
     assert _blas_info._scipys_library(path) is bundled
 
 
-def has_avx512f():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx512f" in f.read()
-    except OSError:
-        return False
-
-
 @compiled
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="OpenBLAS's x86-64 core names")
 @pytest.mark.parametrize("core", [
     "Haswell",
     pytest.param("SkylakeX", marks=pytest.mark.skipif(
-        not has_avx512f(), reason="OpenBLAS's SkylakeX kernels need AVX-512F")),
+        "avx512f" not in cpu_flags(), reason="OpenBLAS's SkylakeX kernels need AVX-512F")),
 ])
 def test_the_modules_use_the_limit_of_the_core_scipy_runs_on(core):
     # A fresh process whose OpenBLAS runs `core` (read when the library
@@ -153,9 +145,8 @@ def test_the_modules_use_the_limit_of_the_core_scipy_runs_on(core):
         os.environ["OPENBLAS_CORETYPE"] = {core!r}
         from fastbp import _backend, _blas_info
         print(_blas_info.scipy_openblas_core())
-        print(_backend.GEMM_PIECE_LIMIT, *(module.gemm_piece_limit() for module in
-                                           (_backend.train, _backend.train_extend,
-                                            _backend.conv)))
+        print(_backend.GEMM_PIECE_LIMIT, *(module.gemm_piece_limit()
+                                           for module in _backend.PIECE_LIMITED_MODULES))
     """)
     assert returncode == 0, err
     reported, limits = out.split("\n")[:2]

@@ -13,7 +13,6 @@ compared with the NumPy reference on special values, dense sweeps and every
 short length (the intrinsic loops end in a masked vector).
 """
 import ctypes
-import os
 import platform
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cpu_flags
 from fastbp.reference.functions import sigmoid, softmax_cross_entropy
 
 HEADER_DIR = Path(__file__).resolve().parents[1] / "fastbp" / "src"
@@ -53,17 +53,6 @@ void sigmoid_grad_f(const float *x, float *out, ptrdiff_t n) { fb_sigmoid_grad_f
 """
 
 
-def _cpu_flags():
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 # FASTBP_NATIVE: one version for the given -march, as setup.py's native build
 NATIVE = ["-DFASTBP_NATIVE=1"]
 # Compilers the header is built with: GCC clones the portable loops with
@@ -74,7 +63,7 @@ COMPILERS = [cc for cc in ("gcc", "clang") if shutil.which(cc)]
 def _levels():
     """(name, compiler, extra flags, True if the AVX-512 intrinsic loops run,
     words fb_simd_level() must say or None)."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     levels = []
     for cc in COMPILERS:
         levels.append((f"{cc}-baseline", cc, NATIVE, False, None))
